@@ -22,7 +22,8 @@ cleanup() {
   python -m tools.embedded_pg stop --root "$LOCAL/pg" --port "$PG_PORT" || true
   echo "==> stopped (data kept in .local/; 'make clean-demo' removes it)"
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap "exit 0" INT TERM
 
 # start "name" cmd...: run in a new session/process group, log to .local/logs/name.log
 start() {

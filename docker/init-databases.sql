@@ -1,0 +1,3 @@
+-- PostgreSQL init: Airflow's metadata database plus the two maintained databases.
+CREATE DATABASE telemetry;
+CREATE DATABASE breezeway;
