@@ -47,8 +47,28 @@ class DagRunResult:
 
 
 def run_dag(dag_id: str, logical_date: datetime | None = None, conf: dict[str, Any] | None = None,
-            folder: str | None = None) -> DagRunResult:
-    """Run ``dag_id`` once with ``dag.test()`` and collect its task states and XCom return values."""
+            folder: str | None = None, conns: dict[str, dict[str, Any] | str] | None = None) -> DagRunResult:
+    """Run ``dag_id`` once with ``dag.test()`` and collect its task states and XCom return values.
+
+    ``conns`` overrides connections for this run only: ``{"telemetry_postgres": {...json...}}``.
+    """
+    if conns:
+        import json
+        import os
+
+        saved = {}
+        for conn_id, value in conns.items():
+            var = f"AIRFLOW_CONN_{conn_id.upper()}"
+            saved[var] = os.environ.get(var)
+            os.environ[var] = value if isinstance(value, str) else json.dumps(value)
+        try:
+            return run_dag(dag_id, logical_date, conf, folder)
+        finally:
+            for var, old in saved.items():
+                if old is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = old
     import pendulum
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel

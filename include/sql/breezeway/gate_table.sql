@@ -1,0 +1,16 @@
+-- Quality-gate figures of one child table (one row; the gate unions the six).
+SELECT {name} AS table_name,
+       (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {k1} IS NOT NULL AND {k2} IS NOT NULL
+                              GROUP BY {k1}, {k2} HAVING count(*) > 1) d) AS duplicate_keys,
+       (SELECT count(*) FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid
+         WHERE c.conrelid = {regclass}::regclass AND c.conname = {constraint} AND c.contype = 'u'
+           AND c.convalidated AND i.indisvalid) AS constraint_valid,
+       (SELECT count(*) FROM {keys_before} kb
+         WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{k1} = kb.k1 AND t.{k2} = kb.k2)) AS missing_keys,
+       (SELECT count(*) FROM {nullkeys_before} nb
+         WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = nb.id AND ROW(t.*) IS NOT DISTINCT FROM ROW(nb.*)))
+         AS nullkey_rows_changed,
+       (SELECT count(*) FROM {backup} b
+         WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{k1} = b.{k1} AND t.{k2} = b.{k2})) AS removed_without_keeper,
+       {size_before}::bigint AS size_before,
+       pg_total_relation_size({regclass}::regclass) AS size_after
