@@ -56,6 +56,7 @@ def expected_keepers(conn) -> dict[str, set[int]]:
                 groups[(a, b)].append((created is None, created or T0, id_))
         keep |= {min(v)[2] for v in groups.values()}
         out[t.name] = keep
+    conn.commit()  # an open transaction would hold locks the migration waits for
     return out
 
 
@@ -66,6 +67,13 @@ def table_rows(conn, table: str) -> dict[int, tuple]:
 def catalog_fingerprint(conn) -> dict:
     """What must survive the migration: views, grants, triggers, foreign keys, other indexes."""
     q = lambda s: sorted(tuple(r) for r in conn.execute(s))  # noqa: E731
+    try:
+        return _fingerprint(q)
+    finally:
+        conn.commit()
+
+
+def _fingerprint(q) -> dict:
     return {
         "views": q("SELECT c.oid::bigint, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relkind = 'v' "
                    "AND c.relnamespace = 'breezeway'::regnamespace"),

@@ -1,4 +1,7 @@
 -- Quality-gate figures of one child table (one row; the gate unions the six).
+-- missing_keys: keys of the preflight snapshot absent now (an exact set comparison);
+-- removed_without_keeper: rows removed after the preflight (writers' duplicates) whose key
+-- has no row left (keys present at preflight are covered by missing_keys).
 SELECT {name} AS table_name,
        (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {k1} IS NOT NULL AND {k2} IS NOT NULL
                               GROUP BY {k1}, {k2} HAVING count(*) > 1) d) AS duplicate_keys,
@@ -10,7 +13,7 @@ SELECT {name} AS table_name,
        (SELECT count(*) FROM {nullkeys_before} nb
          WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = nb.id AND ROW(t.*) IS NOT DISTINCT FROM ROW(nb.*)))
          AS nullkey_rows_changed,
-       (SELECT count(*) FROM {backup} b
-         WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{k1} = b.{k1} AND t.{k2} = b.{k2})) AS removed_without_keeper,
+       (SELECT count(*) FROM {backup} b WHERE b.id > {max_id_before}
+         AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{k1} = b.{k1} AND t.{k2} = b.{k2})) AS removed_without_keeper,
        {size_before}::bigint AS size_before,
        pg_total_relation_size({regclass}::regclass) AS size_after

@@ -12,7 +12,9 @@ WITH batch_keys AS MATERIALIZED (
     LIMIT %(batch_size)s
 ),
 bounds AS (
-    SELECT max(id) AS last_id, count(*) AS keys_read FROM batch_keys
+    -- max() has no uuid version: the last key in id order
+    SELECT (SELECT id FROM batch_keys ORDER BY id DESC LIMIT 1) AS last_id,
+           (SELECT count(*) FROM batch_keys) AS keys_read
 ),
 dup_ids AS MATERIALIZED (
     SELECT id FROM batch_keys GROUP BY id HAVING count(*) > 1
