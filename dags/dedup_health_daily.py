@@ -23,7 +23,7 @@ task log and return value and its gate is **skipped**, not failed.
 
 
 def _skip_if_not_set_up(fn, *args, **kwargs):
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     try:
         return fn(*args, **kwargs)

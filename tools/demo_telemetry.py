@@ -110,20 +110,6 @@ def background() -> list[tuple[str, str]]:
     return [("telemetry-ingest", f"{sys.executable} -m tools.demo_telemetry simulate")]
 
 
-def after_start() -> None:
-    """Unpause the per-minute cleanup so the demo shows a run every minute."""
-    import subprocess
-
-    for _ in range(30):
-        res = subprocess.run(["airflow", "dags", "unpause", "blocks_duplicate_cleanup"],
-                             capture_output=True, text=True)
-        if res.returncode == 0:
-            print("    telemetry: blocks_duplicate_cleanup unpaused (runs every minute)")
-            return
-        time.sleep(5)
-    print("    telemetry: could not unpause blocks_duplicate_cleanup yet; unpause it in the UI")
-
-
 def simulate(seconds: float, period: float, per_batch: int, seed: int | None = None) -> dict[str, int]:
     """Write blocks every ``period`` seconds for ``seconds``, resending some (client retries)."""
     import psycopg

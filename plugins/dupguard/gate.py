@@ -21,8 +21,14 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
-class GateFailed(Exception):
-    """Raised when at least one expectation of a gate fails."""
+try:  # a failed gate is a verdict on the data, not a transient error: fail without retrying
+    from airflow.sdk.exceptions import AirflowFailException as _GateBase
+except ImportError:  # pragma: no cover - outside Airflow
+    _GateBase = Exception
+
+
+class GateFailed(_GateBase):
+    """Raised when at least one expectation of a gate fails (the task fails at once, no retry)."""
 
     def __init__(self, gate: str, failures: list[dict[str, Any]], summary: dict[str, Any]):
         self.gate = gate

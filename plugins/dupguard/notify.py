@@ -86,13 +86,13 @@ def send_email(subject: str, html_content: str, to: list[str]) -> None:
 
 
 def send_slack(text: str) -> bool:
-    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from dupguard.connections import get_connection
 
     try:
-        from dupguard.connections import get_connection
-
         get_connection(settings.SLACK_CONN_ID)
-    except (AirflowNotFoundException, Exception):  # optional channel: absent means off
+    except AirflowNotFoundException:  # optional channel: absent means off
         return False
     from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
