@@ -135,8 +135,12 @@ def _publish(client, db: str, partitioned: bool) -> dict:
     src = positions.qualified(db, positions.UNIFIED_TABLE + "__staging")
     dst = positions.qualified(db, t.unified)
     client.command(f"INSERT INTO {dst} SELECT * FROM {src}")
-    client.command(f"INSERT INTO {dst} SELECT * REPLACE (toNullable(toDateTime('2025-02-01 00:00:00')) AS resolved_at, "
-                   f"concat(tx_hash, '_r', toString(number)) AS tx_hash) FROM {src}, numbers(2) WHERE resolved_at IS NULL")
+    cols = ", ".join(positions.UNIFIED_COLUMNS)
+    resolved = ", ".join({"tx_hash": "concat(tx_hash, '_r', toString(k))",
+                          "resolved_at": "toNullable(toDateTime('2025-02-01 00:00:00'))"}.get(c, c)
+                         for c in positions.UNIFIED_COLUMNS)
+    client.command(f"INSERT INTO {dst} ({cols}) SELECT {resolved} FROM {src} ARRAY JOIN [1, 2] AS k "
+                   "WHERE resolved_at IS NULL")
     positions.create_like_unified(client, t, t.staging)
     client.command(f"INSERT INTO {positions.qualified(db, t.staging)} SELECT * FROM {src}")
     out = positions.publish(client, t, mutation_timeout_s=600)

@@ -74,9 +74,15 @@ def run_dag(dag_id: str, logical_date: datetime | None = None, conf: dict[str, A
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    import copy
+
     dag = get_dag(dag_id, folder)
     logical_date = logical_date or pendulum.now("UTC")
-    dr = dag.test(logical_date=logical_date, run_conf=conf or None)
+    saved_params = copy.deepcopy(dag.params)  # dag.test() writes the run's conf into the cached DAG's params
+    try:
+        dr = dag.test(logical_date=logical_date, run_conf=conf or None)
+    finally:
+        dag.params = saved_params
     with create_session() as session:
         tis = session.query(TaskInstance).filter(
             TaskInstance.dag_id == dag_id, TaskInstance.run_id == dr.run_id).all()

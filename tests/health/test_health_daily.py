@@ -1,0 +1,73 @@
+"""dedup_health_daily on real PostgreSQL and chDB."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from dupguard import settings
+from dupguard.connections import clickhouse_client
+
+LOGICAL = datetime(2026, 3, 2, tzinfo=timezone.utc)
+
+
+@pytest.fixture()
+def nothing_set_up(pg_cluster):
+    with psycopg.connect(pg_cluster.dsn("telemetry"), autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS blocks, streams, processes CASCADE")
+    with psycopg.connect(pg_cluster.dsn("breezeway"), autocommit=True) as c:
+        c.execute("DROP SCHEMA IF EXISTS breezeway, dupguard CASCADE")
+    with clickhouse_client(settings.CLICKHOUSE_CONN_ID) as ch:
+        ch.command("DROP TABLE IF EXISTS pm_trade_fifo_roi_v3_mat_unified")
+    return pg_cluster
+
+
+@pytest.fixture()
+def telemetry(nothing_set_up):
+    conn = psycopg.connect(nothing_set_up.dsn("telemetry"), autocommit=True)
+    conn.execute(settings.read_sql("telemetry/schema/create_tables.sql"))
+    yield conn
+    conn.close()
+
+
+def _blocks(conn, *, copies: int, at: datetime, n: int = 1):
+    for _ in range(n):
+        bid = uuid.uuid4()
+        for _ in range(copies):
+            conn.execute("INSERT INTO blocks (block_id, stream_id, process_id, insert_time) VALUES (%s, %s, %s, %s)",
+                         (bid, uuid.uuid4(), uuid.uuid4(), at))
+
+
+def test_nothing_set_up_is_reported_not_crashed(nothing_set_up, run_dag):
+    result = run_dag("dedup_health_daily", logical_date=LOGICAL)
+    assert result.task_states == {"gate_telemetry": "skipped", "gate_breezeway": "skipped",
+                                  "gate_positions": "skipped"}
+    assert result.state == "success"
+
+
+def test_telemetry_healthy_passes(telemetry, run_dag):
+    _blocks(telemetry, copies=1, at=LOGICAL - timedelta(hours=3), n=5)
+    _blocks(telemetry, copies=2, at=LOGICAL - timedelta(days=3), n=2)     # older than the day: not counted
+    _blocks(telemetry, copies=2, at=LOGICAL - timedelta(minutes=2), n=2)  # the per-minute cleanup's business
+    result = run_dag("dedup_health_daily", logical_date=LOGICAL)
+    assert result.task_states["gate_telemetry"] == "success"
+    report = result.returns["gate_telemetry"]
+    blocks = next(r for r in report["tables"] if r["table"] == "public.blocks")
+    assert blocks["ids_in_window"] == 5 and blocks["duplicate_ids"] == 0
+    assert blocks["unique_index"] == ""
+
+
+def test_telemetry_duplicates_in_the_day_fail_the_gate(telemetry, run_dag, smtp_sink):
+    _blocks(telemetry, copies=3, at=LOGICAL - timedelta(hours=5), n=2)
+    # a first copy older than the day still makes the id a duplicate
+    bid = uuid.uuid4()
+    for at in (LOGICAL - timedelta(days=4), LOGICAL - timedelta(hours=1)):
+        telemetry.execute("INSERT INTO blocks (block_id, insert_time) VALUES (%s, %s)", (bid, at))
+    result = run_dag("dedup_health_daily", logical_date=LOGICAL)
+    assert result.state == "failed"
+    assert result.task_states["gate_telemetry"] == "failed"
+    msgs = smtp_sink.wait_for(1)
+    assert [m["Subject"] for m in msgs] == [f"[dupguard] FAILED dedup_health_daily.gate_telemetry run {result.run_id}"]
+    assert "duplicate_ids" in msgs[0].get_body(preferencelist=("html",)).get_content()
