@@ -3,7 +3,10 @@
 ``setup()`` (idempotent) creates ``processes``, ``streams`` and ``blocks`` in the database of
 the ``telemetry_postgres`` connection and, when ``blocks`` is empty, loads 3 days of history
 with every kind of duplicate the cleanup handles (retries 1-90 s later, identical copies,
-NULL insert_time copies, first copies hours older).
+NULL insert_time copies, first copies hours older). The historical duplicates all lie in the
+first day, older than the per-minute window and the daily health check's day: they are what
+``telemetry_unique_indexes`` removes, while the simulator's live retries are what the
+per-minute cleanup removes.
 
 ``background()`` runs the simulator while the demo is up::
 
@@ -57,7 +60,8 @@ FROM generate_series(1, 200) AS s;
 
 INSERT INTO streams  -- retried stream registrations
 SELECT stream_id, process_id, dependencies_metadata, objects_metadata, tags, properties, insert_time + interval '7 seconds'
-FROM streams WHERE get_byte(decode(md5(stream_id::text), 'hex'), 0) < 20;
+FROM streams WHERE get_byte(decode(md5(stream_id::text), 'hex'), 0) < 20
+  AND insert_time < %(t0)s::timestamptz + interval '1 day';
 
 INSERT INTO blocks (block_id, stream_id, process_id, begin_time, begin_ticks, end_time, end_ticks,
                     nb_objects, object_offset, payload_size, insert_time)
@@ -70,10 +74,10 @@ FROM (
 ) AS base
 CROSS JOIN LATERAL (
     SELECT 'first' AS kind, interval '0' AS delay
-    UNION ALL SELECT 'retry', (1 + g %% 90) * interval '1 second' WHERE g %% 40 = 0
-    UNION ALL SELECT 'retry2', (91 + g %% 30) * interval '1 second' WHERE g %% 400 = 0
-    UNION ALL SELECT 'tie', interval '0' WHERE g %% 500 = 7
-    UNION ALL SELECT 'null', interval '0' WHERE g %% 700 = 11
+    UNION ALL SELECT 'retry', (1 + g %% 90) * interval '1 second' WHERE g %% 40 = 0 AND g < 14400
+    UNION ALL SELECT 'retry2', (91 + g %% 30) * interval '1 second' WHERE g %% 400 = 0 AND g < 14400
+    UNION ALL SELECT 'tie', interval '0' WHERE g %% 500 = 7 AND g < 14400
+    UNION ALL SELECT 'null', interval '0' WHERE g %% 700 = 11 AND g < 14400
 ) AS copies;
 """
 

@@ -71,3 +71,32 @@ def test_telemetry_duplicates_in_the_day_fail_the_gate(telemetry, run_dag, smtp_
     msgs = smtp_sink.wait_for(1)
     assert [m["Subject"] for m in msgs] == [f"[dupguard] FAILED dedup_health_daily.gate_telemetry run {result.run_id}"]
     assert "duplicate_ids" in msgs[0].get_body(preferencelist=("html",)).get_content()
+
+
+@pytest.fixture()
+def breezeway_demo(nothing_set_up):
+    from dupguard.breezeway_demo import create_schema, load
+
+    conn = psycopg.connect(nothing_set_up.dsn("breezeway"))
+    create_schema(conn)
+    load(conn, 0.0005)
+    conn.commit()
+    yield conn
+    conn.close()
+
+
+def test_breezeway_before_and_after_the_migration(breezeway_demo, run_dag):
+    before = run_dag("dedup_health_daily", logical_date=LOGICAL)
+    assert before.task_states["gate_breezeway"] == "skipped"  # migration not run: reported, no false alarm
+    assert run_dag("child_tables_dedup_migration").state == "success"
+    after = run_dag("dedup_health_daily", logical_date=LOGICAL + timedelta(days=1))
+    assert after.task_states["gate_breezeway"] == "success"
+    report = after.returns["gate_breezeway"]
+    assert report["migration"] == "complete"
+    assert len(report["tables"]) == 6
+    assert all(r["duplicate_keys"] == 0 and r["constraint_valid"] == 1 for r in report["tables"])
+    # a constraint dropped behind our back is a breach
+    breezeway_demo.execute("ALTER TABLE breezeway.task_photos DROP CONSTRAINT task_photos_natural_key")
+    breezeway_demo.commit()
+    broken = run_dag("dedup_health_daily", logical_date=LOGICAL + timedelta(days=2))
+    assert broken.task_states["gate_breezeway"] == "failed"

@@ -141,3 +141,21 @@ def test_rerun_converges(scenario, run_dag):
     assert conn.execute("SELECT block_id, nb_objects, insert_time FROM blocks ORDER BY 1, 2, 3").fetchall() == snapshot
     # only the out-of-window duplicates remain
     assert total_duplicate_ids(conn, "blocks", "block_id") == 3
+
+
+def test_gate_ignores_a_retry_that_lands_after_the_window(tdb):
+    """Live traffic: a retry of a window id inserted after the window's end (between the delete
+    and the gate) belongs to the next run's window; the gate must not fail on it, and must
+    still fail on a copy inside the window."""
+    from dupguard import telemetry
+    from dupguard.gate import GateFailed
+
+    end = datetime(2025, 9, 1, 12, 0, tzinfo=timezone.utc)
+    window = telemetry.Window(end - timedelta(minutes=5), end, "lookback")
+    bid = add_block(tdb, None, end - timedelta(seconds=20))
+    add_block(tdb, bid, end + timedelta(seconds=15))  # the client's retry, after the window closed
+    summary = telemetry.window_gate(settings.TELEMETRY_CONN_ID, [telemetry.table_config("blocks")], window)
+    assert summary["success"]
+    add_block(tdb, bid, end - timedelta(seconds=5))  # a copy inside the window: a real leftover
+    with pytest.raises(GateFailed):
+        telemetry.window_gate(settings.TELEMETRY_CONN_ID, [telemetry.table_config("blocks")], window)
