@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from dupguard import health, settings
+from dupguard import health, positions, settings
 from dupguard.dagkit import dag_kwargs
 
 DOC = """
@@ -15,7 +15,7 @@ One gate task per system; any breach fails the run and sends the alert.
 |---|---|
 | `gate_telemetry` | per table (`blocks`, `streams`, `processes`): ids with a row inserted in the last day (ending 10 min before the run's logical date) that have more than one row — must be 0; whether the unique index exists (reported) |
 | `gate_breezeway` | per child table: duplicate natural keys (must be 0), the migration's unique constraint present and valid, table size |
-| `gate_positions` | unified table: total, unresolved, wallets, newest entry, hours stale (<= `max_hours_stale`), unresolved duplicates (must be 0), unresolved >= `min_unresolved_rows` |
+| `gate_positions` | unified table: total, unresolved, wallets, newest entry, hours stale (<= `max_hours_stale`), unresolved duplicates (must be 0), lots in both open and resolved (must be 0), unresolved >= `min_unresolved_rows`; the refresh DAG's own post-publish gate and thresholds |
 
 A system that is not set up yet (a missing table, the child-table migration not run) is reported in the
 task log and return value and its gate is **skipped**, not failed.
@@ -36,9 +36,9 @@ def _skip_if_not_set_up(fn, *args, **kwargs):
     **dag_kwargs(
         doc_md=DOC, tags=["health", "telemetry", "breezeway", "clickhouse"], schedule="@daily",
         params={
-            "max_hours_stale": Param(health.POSITIONS_MAX_HOURS_STALE, type="number", minimum=0,
+            "max_hours_stale": Param(positions.DEFAULTS["max_hours_stale"], type="number", minimum=0,
                                      description="newest unified entry may be at most this old (hours)"),
-            "min_unresolved_rows": Param(health.POSITIONS_MIN_UNRESOLVED, type="integer", minimum=0,
+            "min_unresolved_rows": Param(positions.DEFAULTS["min_unresolved_rows"], type="integer", minimum=0,
                                          description="at least this many unresolved rows must be published"),
         },
     ),
@@ -59,8 +59,7 @@ def dedup_health_daily():
         p = ctx["params"]
         return _skip_if_not_set_up(health.positions_health, settings.CLICKHOUSE_CONN_ID, ctx["logical_date"],
                                    max_hours_stale=float(p["max_hours_stale"]),
-                                   min_unresolved_rows=int(p["min_unresolved_rows"]),
-                                   table=health.POSITIONS_TABLE)
+                                   min_unresolved_rows=int(p["min_unresolved_rows"]))
 
     gate_telemetry()
     gate_breezeway()

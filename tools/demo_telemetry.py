@@ -51,7 +51,7 @@ INSERT INTO processes  -- retried process registrations: 1 in 5, 3-60 s later; t
 SELECT process_id, exe, username, realname, computer, distro, cpu_brand, tsc_frequency, start_time, start_ticks,
        CASE WHEN start_ticks IN (5000, 10000) THEN NULL ELSE insert_time + (3 + start_ticks %% 57) * interval '1 second' END,
        parent_process_id, properties
-FROM processes WHERE start_ticks %% 5000 = 0;
+FROM processes WHERE start_ticks %% 5000 = 0 AND insert_time < %(t0)s::timestamptz + interval '1 day';
 
 INSERT INTO streams (stream_id, process_id, tags, properties, insert_time)
 SELECT md5('stream' || s)::uuid, md5('proc' || (1 + s %% 40))::uuid, ARRAY['log', 'metrics'],

@@ -19,10 +19,6 @@ log = logging.getLogger(__name__)
 #: copies the per-minute cleanup has not reached yet do not count as a breach.
 TELEMETRY_SETTLE = timedelta(minutes=10)
 TELEMETRY_DAY = timedelta(days=1)
-#: Thresholds of the unified table: the refresh DAG's defaults (see dupguard.positions).
-POSITIONS_TABLE = "pm_trade_fifo_roi_v3_mat_unified"
-POSITIONS_MAX_HOURS_STALE = 8
-POSITIONS_MIN_UNRESOLVED = 1
 
 
 class NotSetUp(Exception):
@@ -121,29 +117,23 @@ def _migration_status(conn, cfg) -> str:
 
 
 # --- positions -------------------------------------------------------------------------
-def positions_health(conn_id: str, logical_date: datetime, *, max_hours_stale: float, min_unresolved_rows: int,
-                     table: str) -> dict[str, Any]:
-    import great_expectations as gx
-
+def positions_health(conn_id: str, logical_date: datetime, *, max_hours_stale: float,
+                     min_unresolved_rows: int) -> dict[str, Any]:
+    """The refresh DAG's post-publish health gate, run on its own (same figures, same thresholds)."""
+    from dupguard import positions
     from dupguard.connections import clickhouse_client
 
+    t = positions.tables_for(conn_id)
     with clickhouse_client(conn_id) as ch:
-        db = ch.database or "default"
-        if not ch.command("EXISTS TABLE {db:Identifier}.{t:Identifier}", parameters={"db": db, "t": table}):
-            raise NotSetUp(f"table {db}.{table} does not exist yet: the first unified_positions_refresh run creates it")
-        df = ch.query_df(settings.read_sql("health/positions.sql"),
-                         parameters={"db": db, "table": table, "as_of": logical_date.replace(tzinfo=None)})
-    figures = {k: _plain(v) for k, v in df.iloc[0].to_dict().items()}
-    log.info("positions health: %s", figures)
-    exps = [
-        _zero("unresolved_duplicates"),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="hours_stale", max_value=max_hours_stale),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="unresolved", min_value=min_unresolved_rows),
-    ]
-    gate = _gate("positions_health", exps, df.drop(columns=["newest_entry"]))
-    return {"table": f"{db}.{table}", **figures, "thresholds": {"max_hours_stale": max_hours_stale,
-                                                                  "min_unresolved_rows": min_unresolved_rows},
-            "gate": gate, "status": "healthy"}
+        if not positions.describe(ch, t.db, t.unified)[0]:
+            raise NotSetUp(f"table {t.db}.{t.unified} does not exist yet: the first unified_positions_refresh "
+                           f"run creates it")
+        result = positions.health_gate(ch, t, as_of=logical_date, max_hours_stale=max_hours_stale,
+                                       min_unresolved_rows=min_unresolved_rows)
+    return {"table": f"{t.db}.{t.unified}", **result["metrics"],
+            "thresholds": {"max_hours_stale": max_hours_stale, "min_unresolved_rows": min_unresolved_rows},
+            "gate": {"success": result["gate"]["success"], "data_docs": result["gate"]["data_docs"]},
+            "status": "healthy"}
 
 
 # --- shared ------------------------------------------------------------------------------
@@ -152,12 +142,6 @@ def _gate(name: str, expectations: list, df) -> dict[str, Any]:
 
     summary = run_gate(name, expectations, dataframe=df)
     return {"success": summary["success"], "failed": summary["failed"], "data_docs": summary["data_docs"]}
-
-
-def _plain(v: Any) -> Any:
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    return v.item() if hasattr(v, "item") else v
 
 
 def _log_rows(system: str, rows: list[dict[str, Any]]) -> None:

@@ -100,3 +100,27 @@ def test_breezeway_before_and_after_the_migration(breezeway_demo, run_dag):
     breezeway_demo.commit()
     broken = run_dag("dedup_health_daily", logical_date=LOGICAL + timedelta(days=2))
     assert broken.task_states["gate_breezeway"] == "failed"
+
+
+def test_positions_health_after_a_refresh_and_with_a_planted_duplicate(nothing_set_up, run_dag):
+    from tools import demo_polymarket
+
+    with clickhouse_client(settings.CLICKHOUSE_CONN_ID) as ch:
+        for (t,) in ch.query("SHOW TABLES").result_rows:
+            ch.command(f"DROP TABLE `{t}`")
+    demo_polymarket.setup()  # fills up to the current hour, a unified table with duplicates
+    now = datetime.now(timezone.utc).replace(minute=30, second=0, microsecond=0)
+    conf = {"max_hours_stale": 48, "min_unresolved_rows": 1}
+    dirty = run_dag("dedup_health_daily", logical_date=now, conf=conf)
+    assert dirty.task_states["gate_positions"] == "failed"  # the demo table's planted duplicates
+    assert run_dag("unified_positions_refresh", logical_date=now).state == "success"
+    clean = run_dag("dedup_health_daily", logical_date=now + timedelta(minutes=1), conf=conf)
+    assert clean.task_states["gate_positions"] == "success"
+    report = clean.returns["gate_positions"]
+    assert report["unresolved_duplicates"] == 0 and report["unresolved"] > 0
+    assert report["thresholds"] == {"max_hours_stale": 48.0, "min_unresolved_rows": 1}
+    with clickhouse_client(settings.CLICKHOUSE_CONN_ID) as ch:
+        ch.command("INSERT INTO pm_trade_fifo_roi_v3_mat_unified SELECT * FROM pm_trade_fifo_roi_v3_mat_unified "
+                   "WHERE resolved_at IS NULL LIMIT 1")
+    again = run_dag("dedup_health_daily", logical_date=now + timedelta(minutes=2), conf=conf)
+    assert again.task_states["gate_positions"] == "failed"
