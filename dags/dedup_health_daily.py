@@ -4,7 +4,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, get_current_context, task
 
 from dupguard import health, positions, settings
-from dupguard.dagkit import dag_kwargs
+from dupguard.dagkit import dag_kwargs, run_time
 
 DOC = """
 ### Daily duplicate health of every maintained system
@@ -47,7 +47,7 @@ def dedup_health_daily():
     @task
     def gate_telemetry():
         ctx = get_current_context()
-        return _skip_if_not_set_up(health.telemetry_health, settings.TELEMETRY_CONN_ID, ctx["logical_date"])
+        return _skip_if_not_set_up(health.telemetry_health, settings.TELEMETRY_CONN_ID, run_time(ctx))
 
     @task
     def gate_breezeway():
@@ -57,7 +57,7 @@ def dedup_health_daily():
     def gate_positions():
         ctx = get_current_context()
         p = ctx["params"]
-        return _skip_if_not_set_up(health.positions_health, settings.CLICKHOUSE_CONN_ID, ctx["logical_date"],
+        return _skip_if_not_set_up(health.positions_health, settings.CLICKHOUSE_CONN_ID, run_time(ctx),
                                    max_hours_stale=float(p["max_hours_stale"]),
                                    min_unresolved_rows=int(p["min_unresolved_rows"]))
 

@@ -39,3 +39,14 @@ def dag_kwargs(*, doc_md: str, tags: list[str], schedule: Any = None, max_active
         "dagrun_timeout": dagrun_timeout,
         **extra,
     }
+
+
+def run_time(context: dict[str, Any]):
+    """The moment a run works as of: its logical date, or for a manual run triggered without one
+    (``"logical_date": null`` through the REST API) the time the run was due (``run_after``).
+    A property of the run, never the worker's wall clock, so a re-run computes the same thing."""
+    for value in (context.get("logical_date"), context.get("data_interval_end"),
+                  getattr(context.get("dag_run"), "run_after", None)):
+        if value is not None:
+            return value
+    raise ValueError("the run has neither a logical date nor a run_after time")

@@ -172,7 +172,9 @@ def window_from_context(context: dict[str, Any]) -> Window:
     interval ends at the run's logical date); ``prev_start_date_success`` is the fallback.
     """
     params = context.get("params") or {}
-    logical_date = context.get("logical_date") or context.get("data_interval_end")
+    from dupguard.dagkit import run_time
+
+    logical_date = run_time(context)
     last = _maybe(context, "prev_data_interval_end_success") or _maybe(context, "prev_start_date_success")
     return compute_window(logical_date, last,
                           lookback=timedelta(minutes=float(params.get("lookback_minutes", 5))),

@@ -55,3 +55,22 @@ def test_broken_alert_channel_does_not_raise(monkeypatch, caplog):
 
     notify_failure({"dag_run": Run(), "reason": "timed_out"})
     assert "email through 'alerts_smtp' failed" in caplog.text
+
+
+def test_run_time_of_a_manual_run_without_logical_date():
+    """REST triggers may send "logical_date": null: the run's due time is used, never the wall clock."""
+    from datetime import datetime, timezone
+
+    import pytest
+
+    from dupguard.dagkit import run_time
+
+    due = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
+
+    class Run:
+        run_after = due
+
+    assert run_time({"logical_date": None, "data_interval_end": None, "dag_run": Run()}) == due
+    assert run_time({"logical_date": due.replace(hour=1), "dag_run": Run()}) == due.replace(hour=1)
+    with pytest.raises(ValueError):
+        run_time({"logical_date": None})
