@@ -74,11 +74,15 @@ cat <<MSG
   Logs:       .local/logs/  (airflow.log, smtp-sink.log, ...)
   PostgreSQL: postgresql://postgres@127.0.0.1:$PG_PORT/{telemetry,breezeway,airflow}
 
-  Trigger a DAG with the REST API:
+  DAGs:       blocks_duplicate_cleanup (every minute), unified_positions_refresh (every 6 h),
+              child_tables_dedup_migration (triggered once now), dedup_health_daily (daily);
+              by hand: telemetry_unique_indexes, unified_positions_deduplicate, child_tables_dedup_rollback
+  Trigger from the UI: Dags -> <dag_id> -> Trigger (a paused DAG runs once unpaused: the toggle)
+  Trigger with the REST API:
     TOKEN=\$(curl -s -X POST http://localhost:$AIRFLOW_PORT/auth/token -H 'Content-Type: application/json' \\
             -d '{"username":"$DEMO_USER","password":"$DEMO_PASSWORD"}' | python -c 'import json,sys;print(json.load(sys.stdin)["access_token"])')
     curl -X POST http://localhost:$AIRFLOW_PORT/api/v2/dags/<dag_id>/dagRuns -H "Authorization: Bearer \$TOKEN" \\
-            -H 'Content-Type: application/json' -d '{"logical_date": null}'
+            -H 'Content-Type: application/json' -d '{"logical_date": null, "conf": {}}'
 
   Ctrl-C stops everything.
 MSG

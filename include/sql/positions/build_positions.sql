@@ -4,14 +4,19 @@
 -- are rebuilt as resolved rows). Wallet range [wallet_lo, wallet_hi) bounds one bucket
 -- ('' = open end); ranges of the sort key are pruned by the primary index.
 --
--- Per key the fills (deduplicated by FINAL: latest _version per fill) are sorted by
--- (event_time, block_number, fill_id) into one array and matched set-based:
+-- One pass over the fills, aggregated in sort-key order (no FINAL): per key one array of
+-- fill tuples, deduplicated in the array (latest _version per fill_id, as FINAL would),
+-- sorted by (event_time, block_number, fill_id), and matched set-based:
 --   h = held tokens after each fill   = running sum of tokens_delta clamped at 0
 --   B = cumulative tokens bought      , S = B - h = cumulative tokens consumed by sells
--- A buy fill covers [B_prev, B) on the bought axis; sells consumed [0, S_total) of it, in
--- order, each at its own price, so the proceeds of a buy fill are P(min(B, S_total)) - P(B_prev)
--- with P the piecewise linear cumulative-proceeds curve over the consumed axis (breakpoints
--- at the consuming sells). Buy fills are then summed per lot (tx_hash).
+-- Buy fill j covers [B_{j-1}, B_j) on the bought axis; sells consumed [0, S_total) of it,
+-- in order, each at its own price: its proceeds are Q_j - Q_{j-1}, Q_j = P(min(B_j, S_total))
+-- with P the piecewise-linear cumulative-proceeds curve over the consumed axis (one
+-- segment per consuming sell). P is evaluated at the sorted points by one merge (arraySort
+-- of segment starts and query points) and a forward fill (arrayFill) - no lambda captures
+-- an array, so every step is linear in the key's fills (except the sorts). Buy fills are
+-- then split into lots (tx_hash): runs of equal tx_hash, sorted by tx_hash first only for
+-- the rare key whose lots interleave.
 INSERT INTO {db:Identifier}.{staging:Identifier}
     (tx_hash, wallet, condition_id, outcome_index, entry_time, resolved_at, cost_usd, tokens,
      tokens_sold_early, tokens_held, exit_value, pnl_usd, roi, pct_sold_early, is_maker, is_short, is_closed)
@@ -32,68 +37,72 @@ WITH
     ),
     per_key AS (
         SELECT wallet, condition_id, outcome_index,
-               groupArray(event_time) AS a_time, groupArray(block_number) AS a_block, groupArray(fill_id) AS a_fill,
-               groupArray(tx_hash) AS a_tx, groupArray(tokens_delta) AS a_tokens, groupArray(usdc_delta) AS a_usdc,
-               groupArray(is_maker) AS a_maker
-        FROM {db:Identifier}.{fills:Identifier} FINAL
+               -- (fill_id, _version, event_time, block_number, tokens, usdc, tx_hash, is_maker), every copy
+               groupArray((fill_id, _version, event_time, block_number, tokens_delta, usdc_delta, tx_hash, is_maker)) AS z0
+        FROM {db:Identifier}.{fills:Identifier}
         WHERE wallet >= {wallet_lo:String} AND ({wallet_hi:String} = '' OR wallet < {wallet_hi:String})
           AND (condition_id NOT IN (SELECT condition_id FROM resolved) OR condition_id IN (SELECT condition_id FROM moved))
         GROUP BY wallet, condition_id, outcome_index
         HAVING max(tokens_delta) > 0
     ),
+    deduped AS (
+        SELECT wallet, condition_id, outcome_index,
+               -- copies of a fill: keep the one with the highest _version (last in (fill_id, _version) order)
+               arraySort(x -> (x.1, x.2), z0) AS z1,
+               z1.1 AS f1,
+               arrayFilter((x, k) -> k, z1, arrayPushBack(arrayMap((a, b) -> a != b, arrayPopBack(f1), arrayPopFront(f1)), 1)) AS z2,
+               -- fills in (event_time, block_number, fill_id) order
+               arraySort(x -> (x.3, x.4, x.1), z2) AS z
+        FROM per_key
+    ),
     matched AS (
         SELECT wallet, condition_id, outcome_index,
-               -- fills of the key in (event_time, block_number, fill_id) order
-               arraySort((i, t, b, f) -> (t, b, f), arrayEnumerate(a_time), a_time, a_block, a_fill) AS ord,
-               arrayMap(i -> a_tokens[i], ord) AS d,
-               arrayMap(i -> a_usdc[i], ord) AS u,
+               z.5 AS d, z.6 AS u,
                arrayCumSum(arrayMap(x -> greatest(x, 0.), d)) AS B,
                arrayMap((b, h) -> b - h, B, arrayCumSumNonNegative(d)) AS S,
                S[-1] AS s_total,
                arrayDifference(S) AS cons,
-               -- consuming sells: breakpoints of the cumulative-proceeds curve (0 first)
-               arrayFilter((c, x) -> x < 0 AND c > 0, cons, d) AS sell_cons,
-               arrayMap((x, y) -> x / -y, arrayFilter((x, y, c) -> y < 0 AND c > 0, u, d, cons), arrayFilter((y, c) -> y < 0 AND c > 0, d, cons)) AS sell_price,
-               arrayPushFront(arrayFilter((s, c, x) -> x < 0 AND c > 0, S, cons, d), 0.) AS sv,
-               arrayPushFront(arrayCumSum(arrayMap((c, p) -> c * p, sell_cons, sell_price)), 0.) AS pp,
-               arrayPushBack(sell_price, 0.) AS np,
-               -- buy fills: their interval [lo, B) on the bought axis, consumed up to s_total
-               arrayFilter((i, x) -> x > 0, arrayEnumerate(d), d) AS bidx,
-               arrayMap(i -> d[i], bidx) AS bq,
-               arrayMap(i -> if(i = 1, 0., B[i - 1]), bidx) AS blo,
-               arrayMap(i -> least(B[i], s_total), bidx) AS bhi,
-               -- index of the last breakpoint <= x, for the sorted query points blo and bhi
-               arraySort(arrayConcat(arrayMap(v -> (v, 0), sv), arrayMap(v -> (v, 1), blo))) AS mlo,
-               arrayFilter((c, t) -> t.2 = 1, arrayCumSum(arrayMap(t -> t.2 = 0, mlo)), mlo) AS jlo,
-               arraySort(arrayConcat(arrayMap(v -> (v, 0), sv), arrayMap(v -> (v, 1), bhi))) AS mhi,
-               arrayFilter((c, t) -> t.2 = 1, arrayCumSum(arrayMap(t -> t.2 = 0, mhi)), mhi) AS jhi,
-               arrayMap((lo, q) -> least(q, greatest(0., s_total - lo)), blo, bq) AS bsold,
-               arrayMap((lo, hi, a, b) -> if(s_total > lo,
-                            greatest(0., (pp[b] + (hi - sv[b]) * np[b]) - (pp[a] + (lo - sv[a]) * np[a])), 0.),
-                        blo, bhi, jlo, jhi) AS bproceeds,
-               -- buy fills grouped into lots (tx_hash), lots numbered by first fill
-               arrayMap(i -> a_tx[ord[i]], bidx) AS btx,
-               arrayEnumerateDense(btx) AS blot,
-               -- lots are nearly always contiguous runs of buy fills: sort only when they are not
-               if(arrayAll(x -> x >= 0, arrayDifference(blot)), arrayEnumerate(blot),
-                  arraySort((k, l) -> (l, k), arrayEnumerate(blot), blot)) AS perm,
-               arrayMap(k -> blot[k], perm) AS sl,
-               arrayMap((a, b) -> a != b, sl, arrayPushFront(arrayPopBack(sl), 0)) AS lot_start,
-               arrayMap(k -> btx[k], arrayFilter((k, f) -> f, perm, lot_start)) AS lot_tx,
-               arrayMap(k -> a_time[ord[bidx[k]]], arrayFilter((k, f) -> f, perm, lot_start)) AS lot_time,
-               arrayMap(x -> arraySum(x), arraySplit((x, f) -> f, arrayMap(k -> bq[k], perm), lot_start)) AS lot_tokens,
-               arrayMap(x -> arraySum(x), arraySplit((x, f) -> f, arrayMap(k -> -u[bidx[k]], perm), lot_start)) AS lot_cost,
-               arrayMap(x -> arraySum(x), arraySplit((x, f) -> f, arrayMap(k -> bsold[k], perm), lot_start)) AS lot_sold,
-               arrayMap(x -> arraySum(x), arraySplit((x, f) -> f, arrayMap(k -> bproceeds[k], perm), lot_start)) AS lot_proceeds,
-               arrayMap(x -> arrayMax(x), arraySplit((x, f) -> f, arrayMap(k -> a_maker[ord[bidx[k]]], perm), lot_start)) AS lot_maker
-        FROM per_key
+               -- a sell consumes cons > 0 (buys leave S unchanged up to rounding: only sells count)
+               arrayMap((c, x) -> c > 0 AND x < 0, cons, d) AS consuming,
+               arrayMap((k, c, x, y) -> if(k, c * (y / -x), 0.), consuming, cons, d, u) AS sell_proceeds,
+               arrayCumSum(sell_proceeds) AS P,
+               -- segments of the proceeds curve: (start on the consumed axis, 0, P at start, price)
+               arrayPushBack(
+                   arrayFilter((t, k) -> k,
+                       arrayMap((s, c, p, sp, x, y) -> (s - c, toUInt8(0), p - sp, y / -x), S, cons, P, sell_proceeds, d, u),
+                       consuming),
+                   (s_total, toUInt8(0), P[-1], 0.)) AS segs,
+               -- buy fills in fill order
+               arrayFilter(x -> x.5 > 0, z) AS bz,
+               arrayFilter((b, x) -> x > 0, B, d) AS bB,
+               arrayMap((b, x) -> least(b, s_total), bB, bz) AS bx,
+               -- P at each buy fill's clamped end: merge with the segment starts, forward-fill the segment
+               arraySort(arrayConcat(segs, arrayMap(x -> (x, toUInt8(1), 0., 0.), bx))) AS m,
+               arrayFilter((v, tg) -> tg = 1,
+                   arrayMap((v, s, p, pr) -> p + (v - s) * pr, m.1,
+                            arrayFill((v, tg) -> tg = 0, m.1, m.2), arrayFill((v, tg) -> tg = 0, m.3, m.2),
+                            arrayFill((v, tg) -> tg = 0, m.4, m.2)),
+                   m.2) AS bQ,
+               arrayMap((lo, x) -> least(x.5, greatest(0., s_total - lo)), arrayPushFront(arrayPopBack(bB), 0.), bz) AS bsold,
+               arrayMap((q, qp) -> greatest(0., q - qp), bQ, arrayPushFront(arrayPopBack(bQ), 0.)) AS bproc,
+               -- (tx_hash, index, event_time, tokens, cost, sold, proceeds, is_maker) per buy fill
+               arrayMap((x, i, s, p) -> (x.7, i, x.3, x.5, -x.6, s, p, x.8), bz, arrayEnumerate(bz), bsold, bproc) AS rec,
+               bz.7 AS btx,
+               arrayPushFront(arrayMap((a, b) -> a != b, arrayPopFront(btx), arrayPopBack(btx)), 1) AS run_start,
+               -- lots are nearly always contiguous runs of buy fills: sort by tx_hash only when not
+               if(arraySum(run_start) = arrayUniq(btx), rec, arraySort(x -> (x.1, x.2), rec)) AS lrec,
+               arraySplit((x, s) -> s, lrec,
+                          arrayPushFront(arrayMap((a, b) -> a.1 != b.1, arrayPopFront(lrec), arrayPopBack(lrec)), 1)) AS lot_groups
+        FROM deduped
     ),
     lots AS (
         SELECT wallet, condition_id, outcome_index,
-               tx_hash, entry_time, tokens, cost_usd, least(tokens, sold) AS tokens_sold_early, proceeds, is_maker
+               g[1].1 AS tx_hash, g[1].3 AS entry_time,
+               arraySum(x -> x.4, g) AS tokens, arraySum(x -> x.5, g) AS cost_usd,
+               least(tokens, arraySum(x -> x.6, g)) AS tokens_sold_early,
+               arraySum(x -> x.7, g) AS proceeds, arrayMax(x -> x.8, g) AS is_maker
         FROM matched
-        ARRAY JOIN lot_tx AS tx_hash, lot_time AS entry_time, lot_tokens AS tokens, lot_cost AS cost_usd,
-                   lot_sold AS sold, lot_proceeds AS proceeds, lot_maker AS is_maker
+        ARRAY JOIN lot_groups AS g
         WHERE tokens >= 0.01
     )
 SELECT
