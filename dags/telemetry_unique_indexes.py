@@ -6,8 +6,9 @@ state first. Connection `telemetry_postgres`. Ingestion may keep writing meanwhi
 
 Per table (`blocks`, `streams`, `processes`, in parallel):
 
-* **dedup_<table>**: remove every duplicate of the whole table in batches walked in id order
-  (one short transaction per batch; progress logged as counts and percent). Keeps the oldest
+* **dedup_<table>**: remove every duplicate of the whole table: one read-only scan (ACCESS SHARE,
+  nobody waits) finds the duplicated ids, then `batch_size` ids per short transaction are cleaned
+  through the id index (progress logged as counts and percent). Keeps the oldest
   `insert_time` per id (NULL last, ties by `ctid`), the same rule as `blocks_duplicate_cleanup`.
 * **build_unique_index_<table>**: drop an INVALID index left by an earlier failed build, then
   `CREATE UNIQUE INDEX CONCURRENTLY`; when it fails because writers added duplicates meanwhile,
@@ -38,8 +39,8 @@ from dupguard.dagkit import dag_kwargs
         schedule=None,
         default_args_overrides={"retry_delay": timedelta(seconds=30)},
         params={
-            "batch_size": Param(telemetry_unique.DEFAULT_BATCH_SIZE, type="integer", minimum=100,
-                                description="keys read per dedup batch (one short transaction each)"),
+            "batch_size": Param(telemetry_unique.DEFAULT_BATCH_SIZE, type="integer", minimum=1,
+                                description="duplicate ids cleaned per transaction"),
             "max_build_attempts": Param(telemetry_unique.DEFAULT_MAX_BUILD_ATTEMPTS, type="integer", minimum=1,
                                         description="CREATE UNIQUE INDEX CONCURRENTLY attempts per table"),
         },

@@ -2,8 +2,9 @@
 
 Called by ``telemetry_unique_indexes`` (manual, one-shot, safe to run again), per table:
 
-1. :func:`dedup_table` removes every duplicate of the whole table in batches walked in id
-   order (one short transaction each, progress logged as counts and percent);
+1. :func:`dedup_table` removes every duplicate of the whole table: one read-only scan finds the
+   duplicated ids, then batches of ids are cleaned in short transactions (progress logged as
+   counts and percent);
 2. :func:`build_unique_index` runs ``CREATE UNIQUE INDEX CONCURRENTLY``; an INVALID index left
    by an earlier failed build is dropped first; when the build fails because writers added new
    duplicates meanwhile, it cleans again and retries (bounded attempts);
@@ -25,7 +26,7 @@ from dupguard.telemetry import (TelemetryTable, check_table, id_indexes, render,
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 50_000
+DEFAULT_BATCH_SIZE = 5_000  # duplicate ids per delete transaction (~0.05-0.1 s)
 DEFAULT_MAX_BUILD_ATTEMPTS = 3
 #: Per batch: wait at most this long for a row lock, and cut a batch that runs away.
 BATCH_LOCK_TIMEOUT_MS = 5_000
@@ -51,45 +52,51 @@ def _estimate_rows(conn, oid: int) -> int:
 
 def dedup_pass(conn, tbl: TelemetryTable, oid: int, *, batch_size: int = DEFAULT_BATCH_SIZE,
                progress_every: float = 5.0) -> dict[str, Any]:
-    """One full pass over the table in id order on an autocommit connection."""
-    from psycopg import sql
+    """One full pass on an autocommit connection, in two phases.
 
+    1. One read-only scan finds the ids with more than one row (ACCESS SHARE only, no row
+       lock: readers and writers never wait for it) into a temporary table.
+    2. Those ids are cleaned ``batch_size`` ids per transaction, every copy found through the
+       id index (copies written since phase 1 included). Locks last one batch.
+    Duplicates written after phase 1 of ids it did not see are the build's business: a failed
+    unique build cleans again and retries.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    estimate = _estimate_rows(conn, oid)
-    first = render("unique_index/delete_batch_duplicates.sql", tbl, after_clause=sql.SQL(""))
-    rest = render("unique_index/delete_batch_duplicates.sql", tbl,
-                  after_clause=sql.SQL("AND b.{} > %(after)s").format(sql.Identifier(tbl.id_column)))
+    t0 = time.monotonic()
+    conn.execute("DROP TABLE IF EXISTS pg_temp.dupguard_dup_ids")
+    set_timeouts(conn, lock_timeout_ms=BATCH_LOCK_TIMEOUT_MS, statement_timeout_ms=0, local=False)
+    conn.execute(render("unique_index/find_duplicate_ids.sql", tbl))
+    total = conn.execute("SELECT count(*) FROM pg_temp.dupguard_dup_ids").fetchone()[0]
+    scan_s = time.monotonic() - t0
+    log.info("%s dedup: %d ids have more than one row (found in %.1fs)", tbl.qualified, total, scan_s)
+    delete = render("unique_index/delete_batch_duplicates.sql", tbl)
     set_timeouts(conn, lock_timeout_ms=BATCH_LOCK_TIMEOUT_MS, statement_timeout_ms=BATCH_STATEMENT_TIMEOUT_MS,
                  local=False)
-    after, scanned, deleted, ids, batches = None, 0, 0, 0, 0
-    t0 = last_log = time.monotonic()
-    longest = 0.0
-    while True:
-        b0 = time.monotonic()
-        params: dict[str, Any] = {"batch_size": batch_size}
-        if after is not None:
-            params["after"] = after
-        last_id, keys_read, rows_deleted, ids_affected = conn.execute(
-            first if after is None else rest, params).fetchone()
-        longest = max(longest, time.monotonic() - b0)
-        batches += 1
-        scanned += int(keys_read)
-        deleted += int(rows_deleted)
-        ids += int(ids_affected)
-        done = last_id is None or keys_read < batch_size
-        now = time.monotonic()
-        if done or now - last_log >= progress_every:
-            pct = min(100.0, 100.0 * scanned / estimate) if estimate else float("nan")
-            log.info("%s dedup: batch %d, %d keys scanned (%.1f%% of ~%d), %d rows deleted of %d ids",
-                     tbl.qualified, batches, scanned, 100.0 if done else pct, estimate, deleted, ids)
-            last_log = now
-        if done:
-            break
-        after = last_id
-    set_timeouts(conn, lock_timeout_ms=0, statement_timeout_ms=0, local=False)
-    return {"table": tbl.qualified, "batches": batches, "keys_scanned": scanned, "rows_deleted": deleted,
-            "ids_affected": ids, "seconds": round(time.monotonic() - t0, 3), "longest_batch_s": round(longest, 3)}
+    after, deleted, ids, batches, longest = 0, 0, 0, 0, 0.0
+    last_log = time.monotonic()
+    try:
+        while after < total:
+            b0 = time.monotonic()
+            rows_deleted, ids_affected = conn.execute(delete, {"after": after, "batch_size": batch_size}).fetchone()
+            longest = max(longest, time.monotonic() - b0)
+            batches += 1
+            after = min(total, after + batch_size)
+            deleted += int(rows_deleted)
+            ids += int(ids_affected)
+            now = time.monotonic()
+            if after >= total or now - last_log >= progress_every:
+                log.info("%s dedup: batch %d, %d of %d duplicate ids done (%.1f%%), %d rows deleted",
+                         tbl.qualified, batches, after, total, 100.0 * after / total, deleted)
+                last_log = now
+    finally:
+        set_timeouts(conn, lock_timeout_ms=0, statement_timeout_ms=0, local=False)
+        conn.execute("DROP TABLE IF EXISTS pg_temp.dupguard_dup_ids")
+    if total == 0:
+        log.info("%s dedup: 100%% done, no duplicate", tbl.qualified)
+    return {"table": tbl.qualified, "duplicate_ids_found": int(total), "scan_seconds": round(scan_s, 3),
+            "batches": batches, "rows_deleted": deleted, "ids_affected": ids,
+            "seconds": round(time.monotonic() - t0, 3), "longest_batch_s": round(longest, 3)}
 
 
 def dedup_table(conn_id: str, tbl: TelemetryTable, *, batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, Any]:

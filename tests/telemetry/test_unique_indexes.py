@@ -17,7 +17,7 @@ from tests.telemetry.conftest import (add_block, add_process, add_stream, id_ind
 
 T = datetime(2025, 2, 1, tzinfo=timezone.utc)
 M = timedelta(minutes=1)
-CONF = {"batch_size": 500, "max_build_attempts": 5}
+CONF = {"batch_size": 10, "max_build_attempts": 5}
 
 
 def load_blocks(conn, n: int, dup_every: int = 50) -> None:
@@ -56,7 +56,8 @@ def test_index_dag_removes_every_duplicate_and_builds_unique_indexes(tdb, run_da
     assert r.state == "success", r.task_states
     assert set(r.task_states.values()) == {"success"} and len(r.task_states) == 10
     ded = r.returns["dedup_blocks"]
-    assert ded["batches"] >= 10  # 5000+ keys in batches of 500
+    assert ded["duplicate_ids_found"] == dups_before
+    assert ded["batches"] == -(-dups_before // 10)  # duplicate ids in batches of 10
     assert {r[0] for r in tdb.execute("SELECT DISTINCT block_id FROM blocks")} == ids_before  # no lost id
     assert tdb.execute("SELECT count(*) FROM blocks").fetchone()[0] == rows_before - ded["rows_deleted"]
     assert ded["ids_affected"] == dups_before
