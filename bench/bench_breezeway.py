@@ -232,7 +232,8 @@ def main() -> None:
     lat = w.latencies
     detail = ours["detail"]
     lock_ms = max(detail["reclaim"]["max_exclusive_lock_ms"],
-                  *[v.get("exclusive_lock_ms", 0) for v in detail["constraints"]["tables"].values()])
+                  *[v.get("exclusive_lock_ms", 0) for v in detail["constraints"]["tables"].values()],
+                  *[v.get("exclusive_lock_ms", 0) for v in detail["dedup"]["tables"].values()])
     mb = lambda b: b / 2**20  # noqa: E731
     print_table(f"Breezeway child-table dedup at 1/{round(1 / SCALE)} scale ({rows:,} rows; writer {WRITER_RATE} rows/s, "
                 f"{DUP_SHARE:.0%} duplicates)",

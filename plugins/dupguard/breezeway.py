@@ -23,7 +23,7 @@ from typing import Any
 
 from dupguard import settings
 from dupguard.breezeway_config import (
-    BATCH_IDS, CHILD_TABLES, CONSTRAINT_ATTEMPTS, LEDGER_SCHEMA, LOCK_RETRIES, LOCK_TIMEOUT_MS, MIGRATION_DAG_ID,
+    BATCH_IDS, CHILD_TABLES, CONSTRAINT_ATTEMPTS, DEDUP_WORK_MEM_MB, LEDGER_SCHEMA, LOCK_RETRIES, LOCK_TIMEOUT_MS, MIGRATION_DAG_ID,
     MIGRATION_ID, PROTECTED_CONSTRAINTS, REWRITE_WHEN_LIVE_BELOW, ROLLBACK_DAG_ID, SCHEMA, STALE_CLAIM_MINUTES,
     ChildTable,
 )
@@ -321,43 +321,123 @@ def _replica_mode(conn) -> bool:
         return False
 
 
-def dedup_pass(conn_id: str, t: ChildTable, *, batch_ids: int = BATCH_IDS, run_id: str | None = None) -> dict:
-    """Remove every duplicate of ``t`` present now, in short id-range transactions."""
+def dedup_pass(conn_id: str, t: ChildTable, *, batch_ids: int = BATCH_IDS, run_id: str | None = None,
+               allow_swap: bool = True) -> dict:
+    """Remove every duplicate of ``t`` present now; every removed row goes to the backup.
+
+    Two ways, chosen from the keepers' counts (measured, see docs/breezeway.md):
+    - ``delete``: short id-range transactions of ``DELETE ... RETURNING`` into the backup
+      (few duplicates: the writers' leftovers, a lightly duplicated table);
+    - ``copy-swap`` (more than ``1 - REWRITE_WHEN_LIVE_BELOW`` of the rows are duplicates):
+      the table would be compacted by the reclaim anyway, so the dedup IS the compaction:
+      copy the kept rows online, then one transaction writes the removed rows to the backup
+      (writers keep going), takes ACCESS EXCLUSIVE for milliseconds, re-copies the rows
+      writers changed meanwhile, TRUNCATEs and reloads the kept rows. Nothing is deleted
+      row by row and the removed rows' space goes back to the OS at once.
+    """
     sql = _sql()
     keepers = _own("keepers", t)
     t0 = time.monotonic()
     with pg_connect(conn_id, application_name="dupguard-dedup") as conn:
         replica = _replica_mode(conn)
+        conn.execute(f"SET work_mem = '{int(DEDUP_WORK_MEM_MB)}MB'")
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(keepers))
         conn.execute(_fmt(settings.read_sql("breezeway/compute_keepers.sql"), t, keepers=keepers))
-        n_keys = _count(conn, keepers)
+        n_keys, removable = (int(v) for v in conn.execute(sql.SQL(
+            "SELECT count(*), coalesce(sum(n - 1), 0) FROM {}").format(keepers)).fetchone())
         lo, hi = conn.execute(sql.SQL("SELECT min(id), max(id) FROM {}").format(_tbl(t))).fetchone()
+        rows = _row_estimate(conn, t, removable + n_keys)
         conn.commit()
-        removed, batches, slowest = 0, 0, 0.0
+        removed, batches, slowest, method, extra = 0, 0, 0.0, "none (no duplicates)", {}
         if n_keys and lo is not None:
-            conn.execute(sql.SQL("CREATE INDEX ON {} (k1, k2)").format(keepers))
             conn.execute(sql.SQL("ANALYZE {}").format(keepers))
             conn.commit()
-            stmt = _fmt(settings.read_sql("breezeway/delete_duplicates_batch.sql"), t, keepers=keepers,
-                        backup=_own("backup", t))
-            for start in range(lo, hi + 1, batch_ids):
-                b0 = time.monotonic()
-                cur = conn.execute(stmt, {"lo": start, "hi": start + batch_ids})
-                removed += max(cur.rowcount, 0)
+            if allow_swap and removable > (1 - REWRITE_WHEN_LIVE_BELOW) * rows:
+                method = "copy-swap"
+                extra = _dedup_by_swap(conn, t, keepers)
+                removed = extra.pop("removed")
+            else:
+                method = "delete"
+                conn.execute(sql.SQL("CREATE INDEX ON {} (k1, k2)").format(keepers))
                 conn.commit()
-                batches += 1
-                slowest = max(slowest, time.monotonic() - b0)
-                if run_id and batches % 20 == 0:
-                    conn.execute("UPDATE dupguard.migration_ledger SET heartbeat_at = now() WHERE migration_id = %s"
-                                 " AND run_id = %s", (MIGRATION_ID, run_id))
+                stmt = _fmt(settings.read_sql("breezeway/delete_duplicates_batch.sql"), t, keepers=keepers,
+                            backup=_own("backup", t))
+                for start in range(lo, hi + 1, batch_ids):
+                    b0 = time.monotonic()
+                    cur = conn.execute(stmt, {"lo": start, "hi": start + batch_ids})
+                    removed += max(cur.rowcount, 0)
                     conn.commit()
+                    batches += 1
+                    slowest = max(slowest, time.monotonic() - b0)
+                    if run_id and batches % 20 == 0:
+                        conn.execute("UPDATE dupguard.migration_ledger SET heartbeat_at = now() WHERE migration_id = %s"
+                                     " AND run_id = %s", (MIGRATION_ID, run_id))
+                        conn.commit()
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(keepers))
         conn.commit()
-    out = {"duplicate_keys": n_keys, "removed": removed, "batches": batches,
-           "slowest_batch_s": round(slowest, 3), "seconds": round(time.monotonic() - t0, 2),
+    out = {"method": method, "duplicate_keys": n_keys, "removed": removed,
+           "removed_in_place": removed if method == "delete" else 0, "batches": batches,
+           "slowest_batch_s": round(slowest, 3), **extra, "seconds": round(time.monotonic() - t0, 2),
            "triggers_suppressed": replica}
     log.info("dedup %s: %s", t.qualified, out)
     return out
+
+
+def _row_estimate(conn, t: ChildTable, at_least: int) -> int:
+    """Rows of ``t`` for the delete-or-swap choice: the planner's estimate (exact enough for a
+    ratio, and free), or a count when the table was never analyzed."""
+    est = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                       (f"{SCHEMA}.{t.name}",)).fetchone()[0]
+    if est is None or est < 0:
+        est = _count(conn, _tbl(t))
+    return max(int(est), at_least, 1)
+
+
+def _dedup_by_swap(conn, t: ChildTable, keepers) -> dict[str, Any]:
+    """Dedup a heavily duplicated table by copying its kept rows and swapping them in.
+
+    1. a trigger logs the ids of rows writers change from now on (committed first);
+    2. the kept rows are copied online into ``bw_compact_<t>`` (UNLOGGED: rebuilt after a crash);
+    3. ONE transaction: the removed rows (the exact complement, same predicate) are appended to
+       the backup (ACCESS SHARE only: writers keep going), then ACCESS EXCLUSIVE: the logged
+       rows are taken out of the copy and of what this transaction backed up and re-copied
+       from the table as they are now, the trigger is dropped, TRUNCATE, reload. Backup and
+       truncation commit together, so the backup holds exactly the removed rows; a crash
+       or a refused lock rolls both back (the retry starts the transaction again).
+    Rows writers inserted meanwhile are kept as they are (their duplicates are cleaned
+    by the constraints step's pass). Same table OID: views, grants, indexes, triggers stay.
+    """
+    sql = _sql()
+    tb, compact, bk = _tbl(t), _own("compact", t), _own("backup", t)
+    _drop_reclaim_leftovers(conn, t)
+    with_short_lock(conn, lambda c: c.execute(sql.SQL(
+        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW "
+        "EXECUTE FUNCTION dupguard.bw_reclaim_log_row()").format(sql.Identifier(RECLAIM_TRIGGER), tb)),
+        f"create trigger on {t.qualified}")
+    c0 = time.monotonic()
+    conn.execute(_fmt(settings.read_sql("breezeway/swap_copy_keep.sql"), t, keepers=keepers, compact=compact))
+    conn.commit()
+    copy_s = time.monotonic() - c0
+    backup_stmt = _fmt(settings.read_sql("breezeway/swap_backup_removed.sql"), t, keepers=keepers, backup=bk)
+    timings: dict[str, float] = {}
+
+    def swap(c):
+        b0 = time.monotonic()
+        backed_up = c.execute(backup_stmt).rowcount
+        timings["backup_s"] = time.monotonic() - b0
+        locked = _swap_in(c, t, compact, backup=bk)
+        return backed_up, locked
+
+    ((backed_up, (delta, unbacked, locked_at)), _) = with_short_lock(conn, swap, f"dedup swap of {t.qualified}")
+    lock_s = time.monotonic() - locked_at
+    conn.execute(sql.SQL("DROP TABLE {}").format(compact))
+    conn.commit()
+    conn.autocommit = True
+    conn.execute(sql.SQL("ANALYZE {}").format(tb))
+    conn.autocommit = False
+    return {"removed": backed_up - unbacked, "exclusive_lock_ms": round(lock_s * 1000, 1),
+            "copy_keep_s": round(copy_s, 2), "backup_s": round(timings.get("backup_s", 0.0), 2),
+            "rows_changed_during_copy": delta}
 
 
 def dedup(conn_id: str, run_id: str, tables: Sequence[ChildTable] = CHILD_TABLES,
@@ -416,6 +496,43 @@ def _drop_reclaim_leftovers(conn, t: ChildTable) -> None:
     conn.commit()
 
 
+def _swap_in(c, t: ChildTable, compact, *, backup=None) -> tuple[int, int, float]:
+    """Inside the caller's transaction: ACCESS EXCLUSIVE on ``t``, bring the rows logged by the
+    reclaim trigger up to date in ``compact`` (and take them out of what this transaction
+    wrote to ``backup``), drop the trigger, TRUNCATE ``t`` and reload it from ``compact``
+    with user triggers disabled and re-enabled to their exact previous mode.
+    Returns (logged rows re-copied, logged rows taken out of the backup, monotonic time the
+    lock was granted)."""
+    sql = _sql()
+    tb = _tbl(t)
+    c.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(tb))
+    locked = time.monotonic()
+    logged = sql.SQL("(SELECT DISTINCT row_id FROM dupguard.bw_reclaim_log WHERE table_name = {})").format(
+        sql.Literal(t.name))
+    c.execute(sql.SQL("DELETE FROM {} c USING {} l WHERE c.id = l.row_id").format(compact, logged))
+    unbacked = 0
+    if backup is not None:  # only the rows this transaction backed up (an older pass's rows stay)
+        unbacked = c.execute(sql.SQL("DELETE FROM {} b USING {} l WHERE b.id = l.row_id AND "
+                                     "b.xmin = pg_current_xact_id()::xid").format(backup, logged)).rowcount
+    delta = c.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE id IN (SELECT row_id FROM {} l)").format(
+        compact, tb, logged)).rowcount
+    c.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(RECLAIM_TRIGGER), tb))
+    cols = [r[0] for r in c.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+        " AND attgenerated = '' ORDER BY attnum", (f"{SCHEMA}.{t.name}",))]
+    collist = sql.SQL(", ").join(map(sql.Identifier, cols))
+    triggers = _user_triggers(c, t)
+    for name, _ in triggers:
+        c.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(tb, sql.Identifier(name)))
+    c.execute(sql.SQL("TRUNCATE ONLY {}").format(tb))
+    c.execute(sql.SQL("INSERT INTO {t} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM {k} ORDER BY id").format(
+        t=tb, c=collist, k=compact))
+    for name, mode in triggers:
+        c.execute(sql.SQL("ALTER TABLE {} " + _ENABLE[mode] + " {}").format(tb, sql.Identifier(name)))
+    c.execute("DELETE FROM dupguard.bw_reclaim_log WHERE table_name = %s", (t.name,))
+    return delta, unbacked, locked
+
+
 def compact_table(conn, t: ChildTable) -> dict[str, Any]:
     """Rewrite ``t`` with only its live rows; the exclusive lock covers only the swap.
 
@@ -434,30 +551,10 @@ def compact_table(conn, t: ChildTable) -> dict[str, Any]:
     conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT * FROM {}").format(compact, tb))
     conn.commit()
     copy_s = time.monotonic() - c0
-    cols = [r[0] for r in conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
-        " AND attgenerated = '' ORDER BY attnum", (f"{SCHEMA}.{t.name}",))]
-    collist = sql.SQL(", ").join(map(sql.Identifier, cols))
     replica = _replica_mode(conn)
 
     def swap(c):
-        c.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(tb))
-        locked = time.monotonic()
-        c.execute(sql.SQL("DELETE FROM {} c USING (SELECT DISTINCT row_id FROM dupguard.bw_reclaim_log "
-                          "WHERE table_name = %s) l WHERE c.id = l.row_id").format(compact), (t.name,))
-        delta = c.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE id IN (SELECT row_id FROM "
-                                  "dupguard.bw_reclaim_log WHERE table_name = %s)").format(compact, tb),
-                          (t.name,)).rowcount
-        c.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(RECLAIM_TRIGGER), tb))
-        triggers = _user_triggers(c, t)
-        for name, _ in triggers:
-            c.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(tb, sql.Identifier(name)))
-        c.execute(sql.SQL("TRUNCATE ONLY {}").format(tb))
-        c.execute(sql.SQL("INSERT INTO {t} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM {k} ORDER BY id").format(
-            t=tb, c=collist, k=compact))
-        for name, mode in triggers:
-            c.execute(sql.SQL("ALTER TABLE {} " + _ENABLE[mode] + " {}").format(tb, sql.Identifier(name)))
-        c.execute("DELETE FROM dupguard.bw_reclaim_log WHERE table_name = %s", (t.name,))
+        delta, _, locked = _swap_in(c, t, compact)
         return delta, locked
 
     (delta, locked_at), _ = with_short_lock(conn, swap, f"compact {t.qualified}")
@@ -478,10 +575,20 @@ def reclaim(conn_id: str, run_id: str, tables: Sequence[ChildTable] = CHILD_TABL
     with pg_connect(conn_id) as conn:
         row = _assert_owner(conn, run_id)
         base = _baseline(row)
+        deduped = ((row.get("steps") or {}).get("dedup") or {}).get("tables") or {}
         out = {}
         for t in tables:
             size0 = _size(conn, t)
             live = _count(conn, _tbl(t))
+            done = deduped.get(t.name) or {}
+            if done.get("method") == "copy-swap" and not done.get("removed_in_place"):
+                # the dedup already rewrote the table with its kept rows: nothing to reclaim
+                conn.commit()
+                item = {"method": "none (compacted by the dedup's copy-swap)"}
+                item.update(size_before=size0, size_after=size0, live_rows=live)
+                log.info("reclaim %s: %s", t.qualified, item)
+                out[t.name] = item
+                continue
             removed = _count(conn, _own("backup", t))
             conn.commit()
             ratio = live / max(base[t.name]["rows"], 1)

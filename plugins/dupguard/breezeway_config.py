@@ -53,8 +53,12 @@ LOCK_TIMEOUT_MS = 1_000       # an exclusive lock we cannot get within 1 s is re
                               # so writers never queue behind us for longer than that
 LOCK_RETRIES = 30             # ... up to this many times, with a growing pause in between
 CONSTRAINT_ATTEMPTS = 5       # bounded clean-and-retry of CREATE UNIQUE INDEX CONCURRENTLY
-REWRITE_WHEN_LIVE_BELOW = 0.8  # compact a table when fewer than 80% of its original rows remain;
-                               # otherwise plain VACUUM (the freed space is reused in place)
+REWRITE_WHEN_LIVE_BELOW = 0.8  # a table losing more than 20% of its rows is deduped by copy-swap (kept
+                               # rows copied, TRUNCATE + reload: no row-by-row DELETE, space back to
+                               # the OS at once); otherwise DELETE batches, and the reclaim compacts
+                               # when fewer than 80% of its original rows remain, else plain VACUUM
+DEDUP_WORK_MEM_MB = 256       # the dedup session's work_mem: the keepers' hash aggregate (one group
+                              # per natural key) stays in memory instead of spilling
 STALE_CLAIM_MINUTES = 30      # a claim of a run Airflow does not know is stale after this silence
 
 

@@ -130,3 +130,45 @@ def test_steps_refuse_without_the_claim(bw):
         mig.dedup(CONN, "nobody")
     assert bw.execute("SELECT count(*) FROM breezeway.task_requirements").fetchone()[0] > 20_000
     bw.commit()
+
+
+def test_copy_swap_dedup_keeps_rows_writers_touch_during_the_swap(bw, monkeypatch):
+    """A heavily duplicated table is deduped by copy-swap. Writers act between the online copy
+    and the exclusive lock (the backup insert of the swap transaction is already done): a new
+    duplicate, a new key and an update of a row being removed. Nothing is lost, the backup
+    holds exactly the removed rows (their values as removed), the updated row stays."""
+    t = table("task_requirements")
+    mig.claim(CONN, "r-swap")
+    mig.preflight(CONN, "r-swap")
+    mig.backup(CONN, "r-swap")
+    before = {r[0]: r for r in bw.execute("SELECT * FROM breezeway.task_requirements")}
+    victim = bw.execute("SELECT max(id) FROM breezeway.task_requirements WHERE task_pk = 11 AND requirement_id = 9005"
+                        ).fetchone()[0]  # the newest of 400 copies: the swap's backup insert has taken it
+    bw.commit()
+    real, new_ids = mig._swap_in, []
+
+    def writers_act_then_swap(c, tb, compact, **kw):
+        with psycopg.connect(bw.info.dsn, autocommit=True) as w:
+            new_ids.extend(r[0] for r in w.execute(
+                "INSERT INTO breezeway.task_requirements (task_pk, requirement_id, name, created_at) VALUES "
+                "(11, 9005, 'dup during swap', now()), (12, 777777, 'new key during swap', now()) RETURNING id"))
+            w.execute("UPDATE breezeway.task_requirements SET name = 'updated during swap' WHERE id = %s", (victim,))
+        return real(c, tb, compact, **kw)
+
+    monkeypatch.setattr(mig, "_swap_in", writers_act_then_swap)
+    out = mig.dedup_pass(CONN, t)
+    assert out["method"] == "copy-swap" and out["rows_changed_during_copy"] == 3
+    now = {r[0]: r for r in bw.execute("SELECT * FROM breezeway.task_requirements")}
+    backup = {r[0]: r for r in bw.execute("SELECT * FROM dupguard.bw_backup_task_requirements")}
+    bw.commit()
+    assert set(new_ids) <= set(now) and victim in now and now[victim][3] == "updated during swap"
+    assert not set(backup) & set(now), "a row is both kept and backed up"
+    assert set(backup) == set(before) - set(now), "the backup is not exactly the removed rows"
+    assert all(backup[i] == before[i] for i in backup), "a backed-up row differs from the removed row"
+    assert out["removed"] == len(backup)
+    # every original key still has its rule keeper; the writer's duplicate is left for the constraints step
+    keys_before = {(r[1], r[2]) for r in before.values()}
+    assert keys_before <= {(r[1], r[2]) for r in now.values()}
+    assert bw.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'dupguard_reclaim_log'").fetchone()[0] == 0
+    assert bw.execute("SELECT to_regclass('dupguard.bw_compact_task_requirements')").fetchone()[0] is None
+    bw.commit()

@@ -1,13 +1,18 @@
--- For every natural key with more than one row: the row to keep (oldest created_at,
--- ties by the smallest id, NULL created_at counts as newest). Keys containing NULL are
--- never duplicates. One snapshot; transient table (UNLOGGED, dropped after the pass).
+-- For every natural key with more than one row: its row count and the row to keep (oldest
+-- created_at, ties by the smallest id, NULL created_at counts as newest). Keys containing
+-- NULL are never duplicates. One hash aggregate, no sort of the table: the keeper is the
+-- smallest rank ARRAY[created_at IS NULL, epoch of created_at, id] (numeric, exact to the
+-- microsecond, compared element by element); keep_created_at = min(created_at) is the
+-- keeper's created_at (min ignores NULLs; NULL only when every copy has none).
+-- One snapshot; transient table (UNLOGGED, dropped after the pass).
 CREATE UNLOGGED TABLE {keepers} AS
-SELECT k1, k2, keep_id, keep_created_at
+SELECT k1, k2, n, keep_rank[3]::bigint AS keep_id, keep_created_at
 FROM (
-    SELECT {k1} AS k1, {k2} AS k2, id AS keep_id, created_at AS keep_created_at,
-           row_number() OVER w AS rn, count(*) OVER (PARTITION BY {k1}, {k2}) AS n
+    SELECT {k1} AS k1, {k2} AS k2, count(*) AS n, min(created_at) AS keep_created_at,
+           min(ARRAY[(created_at IS NULL)::int::numeric, coalesce(extract(epoch FROM created_at), 0),
+                     id::numeric]) AS keep_rank
     FROM {table}
     WHERE {k1} IS NOT NULL AND {k2} IS NOT NULL
-    WINDOW w AS (PARTITION BY {k1}, {k2} ORDER BY created_at ASC NULLS LAST, id ASC)
-) ranked
-WHERE rn = 1 AND n > 1
+    GROUP BY 1, 2
+) per_key
+WHERE n > 1

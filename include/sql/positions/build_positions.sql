@@ -37,7 +37,7 @@ WITH
     ),
     per_key AS (
         SELECT wallet, condition_id, outcome_index,
-               -- (fill_id, _version, event_time, block_number, tokens, usdc, tx_hash, is_maker), every copy
+               -- every copy of every fill: (fill_id, _version, event_time, block_number, tokens, usdc, tx_hash, is_maker)
                groupArray((fill_id, _version, event_time, block_number, tokens_delta, usdc_delta, tx_hash, is_maker)) AS z0
         FROM {db:Identifier}.{fills:Identifier}
         WHERE wallet >= {wallet_lo:String} AND ({wallet_hi:String} = '' OR wallet < {wallet_hi:String})
