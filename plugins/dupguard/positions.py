@@ -555,11 +555,12 @@ def fail_fast() -> Iterator[None]:
 def run_as_of(context: dict[str, Any]) -> datetime:
     """The moment a run checks freshness against: its logical date (manual runs without
     one use the time the run was due), never the wall clock of the worker."""
-    for value in (context.get("logical_date"), context.get("data_interval_end"),
-                  getattr(context.get("dag_run"), "run_after", None)):
-        if value is not None:
-            return value
-    raise PositionsError("run has neither a logical date nor a run_after time")
+    from dupguard.dagkit import run_time
+
+    try:
+        return run_time(context)
+    except ValueError as exc:
+        raise PositionsError(str(exc)) from exc
 
 
 def run_params(context: dict[str, Any]) -> dict[str, Any]:
