@@ -202,7 +202,6 @@ def main() -> None:
         for n in SIZES:
             db = f"bench_{n // 1_000_000}m"
             gen = _run("generate", path, db, str(n))
-            fills = gen["fill_rows"]
             print(f"generated {n:,} fills (+1% re-delivered): {gen['wallets']:,} wallets, {gen['keys']:,} keys "
                   f"in {gen['seconds']:.1f}s", flush=True)
             ex = _median("exact", path, db, REPEAT.get(n, 1))
@@ -236,7 +235,7 @@ def main() -> None:
                     publish_rows.append([f"{n / 1e6:g}M", label, p["rows"], p["publish_seconds"], p["swap_seconds"],
                                          "none (atomic swap)" if variant == "publish_partitioned"
                                          else f"~{p['swap_seconds']:.1f}s without open rows"])
-            print_table(f"positions rebuild so far (fills; medians; wall time on a shared 2-core machine)",
+            print_table("positions rebuild so far (fills; medians; wall time on a shared 2-core machine)",
                         ["fills", "variant", "wall s", "cpu s", "M fills/s", "peak RSS GB", "lots", "runs"], rows)
         print_table("targets", ["fills", "check", "value", "target", "status"], checks)
         if publish_rows:

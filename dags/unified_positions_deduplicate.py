@@ -54,10 +54,9 @@ def unified_positions_deduplicate():
     def preflight() -> dict:
         """Check the table, kill stuck mutations by id, count rows and distinct lot keys."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         _, p, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             positions.check_columns(client, t.db, t.unified, positions.UNIFIED_COLUMNS)
             mutations = positions.handle_stuck_mutations(client, t.db, t.unified, p["stuck_mutation_minutes"])
             return {"before": positions.table_metrics(client, t), "killed_mutations": mutations["killed"],
@@ -67,10 +66,9 @@ def unified_positions_deduplicate():
     def deduplicate() -> dict:
         """Remove surplus copies of lot keys, wallet range by wallet range, keeping one copy each."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         _, p, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.deduplicate(client, t, buckets=p["dedupe_buckets"],
                                          mutation_timeout_s=p["mutation_timeout_minutes"] * 60)
 
@@ -78,20 +76,18 @@ def unified_positions_deduplicate():
     def quality_gate(pre: dict) -> dict:
         """No duplicate key left, nothing lost (distinct keys unchanged), sane quantities."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         _, _, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.dedupe_gate(client, t, expected_keys=pre["before"]["distinct_keys"])["metrics"]
 
     @task(pool=settings.CLICKHOUSE_POOL)
     def report(pre: dict, repaired: dict, gated: dict) -> dict:
         """Log and return counts before/after, rows per partition and the run's duration."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         _, _, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.report(client, t, before=pre["before"],
                                     started_at=pre["started_at"],
                                     extra={"deduplicate": repaired, "after_metrics": gated})

@@ -71,10 +71,9 @@ def unified_positions_refresh():
     def preflight() -> dict:
         """Check source tables, columns and freshness; kill stuck mutations of the unified table by id."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         context, p, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.preflight(client, t, as_of=positions.run_as_of(context),
                                        max_source_lag_hours=p["max_source_lag_hours"],
                                        stuck_mutation_minutes=p["stuck_mutation_minutes"])
@@ -83,20 +82,18 @@ def unified_positions_refresh():
     def build() -> dict:
         """Rebuild every open lot (exact FIFO, set-based in ClickHouse) into the staging table."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         _, p, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.build(client, t, buckets=p["build_buckets"])
 
     @task(pool=settings.CLICKHOUSE_POOL)
     def quality_gate_staging() -> dict:
         """Gate the staging table before anything is published; a failure leaves the live table untouched."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         _, p, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.staging_gate(client, t, min_unresolved_rows=p["min_unresolved_rows"],
                                           max_drop_ratio=p["max_drop_ratio"])["metrics"]
 
@@ -104,20 +101,18 @@ def unified_positions_refresh():
     def publish() -> dict:
         """Swap the open part in (REPLACE PARTITION, or DELETE mutation waited by id then insert)."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         _, p, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.publish(client, t, mutation_timeout_s=p["mutation_timeout_minutes"] * 60)
 
     @task(pool=settings.CLICKHOUSE_POOL)
     def quality_gate_health() -> dict:
         """Gate the published table: no duplicate open key, nothing in both parts, fresh, enough open rows."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         context, p, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.health_gate(client, t, as_of=positions.run_as_of(context),
                                          max_hours_stale=p["max_hours_stale"],
                                          min_unresolved_rows=p["min_unresolved_rows"])["metrics"]
@@ -126,10 +121,9 @@ def unified_positions_refresh():
     def report(pre: dict, built: dict, published: dict, health: dict) -> dict:
         """Log and return counts before/after, rows per partition and the run's duration."""
         from dupguard import positions
-        from dupguard.connections import clickhouse_client
 
         _, _, t = _ctx()
-        with positions.fail_fast(), clickhouse_client(settings.CLICKHOUSE_CONN_ID) as client:
+        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
             return positions.report(client, t, before=pre["before"],
                                     started_at=pre["started_at"],
                                     extra={"killed_mutations": pre["killed_mutations"], "build": built,

@@ -78,11 +78,15 @@ def run_dag(dag_id: str, logical_date: datetime | None = None, conf: dict[str, A
 
     dag = get_dag(dag_id, folder)
     logical_date = logical_date or pendulum.now("UTC")
-    saved_params = copy.deepcopy(dag.params)  # dag.test() writes the run's conf into the cached DAG's params
+    # In-process runs write the run's conf into the Param objects the DAG and its tasks share
+    # (process_params), so the next run of the cached DAG would inherit it: restore them.
+    saved = copy.deepcopy((dag.params, {t.task_id: t.params for t in dag.tasks}))
     try:
         dr = dag.test(logical_date=logical_date, run_conf=conf or None)
     finally:
-        dag.params = saved_params
+        dag.params = saved[0]
+        for t in dag.tasks:
+            t.params = saved[1][t.task_id]
     with create_session() as session:
         tis = session.query(TaskInstance).filter(
             TaskInstance.dag_id == dag_id, TaskInstance.run_id == dr.run_id).all()

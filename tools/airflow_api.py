@@ -66,6 +66,11 @@ class AirflowApi:
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
 
+    def runs(self, dag_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs of ``dag_id`` first."""
+        return self._request("GET", f"/dags/{dag_id}/dagRuns",
+                             params={"limit": limit, "order_by": "-start_date"})["dag_runs"]
+
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, str]:
         tis = self._request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {t["task_id"]: t["state"] for t in tis}

@@ -39,7 +39,7 @@ def after_start() -> None:
         print(f"==> unpaused: {', '.join(unpaused)}; {HEALTH_DAG} follows once they have run; "
               f"paused (trigger by hand): {', '.join(sorted(KEEP_PAUSED & set(dag_ids)))}")
         for dag_id in TRIGGER_ON_START:
-            if dag_id in dag_ids and not _runs(api, dag_id):
+            if dag_id in dag_ids and not api.runs(dag_id, limit=1):
                 print(f"==> triggered {dag_id}: run {api.trigger(dag_id)}")
     finally:
         api.close()
@@ -58,7 +58,7 @@ def unpause_health(timeout: float = 1800) -> None:
         while time.monotonic() < deadline:
             try:
                 done = all(any(r["state"] == "success" and _ts(r.get("start_date")) >= started
-                                   for r in _runs(api, d, limit=20)) for d in HEALTH_WAITS_FOR)
+                                   for r in api.runs(d, limit=20)) for d in HEALTH_WAITS_FOR)
                 if done:
                     api.set_paused(HEALTH_DAG, False)
                     print(f"{HEALTH_DAG} unpaused after {time.time() - started:.0f}s", flush=True)
@@ -75,11 +75,6 @@ def _ts(iso: str | None) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else 0.0
-
-
-def _runs(api: AirflowApi, dag_id: str, limit: int = 1) -> list[dict]:
-    return api._request("GET", f"/dags/{dag_id}/dagRuns", params={"limit": limit, "order_by": "-start_date"})[
-        "dag_runs"]
 
 
 def _project_dag_ids() -> list[str]:

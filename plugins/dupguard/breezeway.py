@@ -410,10 +410,7 @@ def _dedup_by_swap(conn, t: ChildTable, keepers) -> dict[str, Any]:
     sql = _sql()
     tb, compact, bk = _tbl(t), _own("compact", t), _own("backup", t)
     _drop_reclaim_leftovers(conn, t)
-    with_short_lock(conn, lambda c: c.execute(sql.SQL(
-        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW "
-        "EXECUTE FUNCTION dupguard.bw_reclaim_log_row()").format(sql.Identifier(RECLAIM_TRIGGER), tb)),
-        f"create trigger on {t.qualified}")
+    _start_change_log(conn, t)
     c0 = time.monotonic()
     conn.execute(_fmt(settings.read_sql("breezeway/swap_copy_keep.sql"), t, keepers=keepers, compact=compact))
     conn.commit()
@@ -482,6 +479,16 @@ def _user_triggers(conn, t: ChildTable) -> list[tuple[str, str]]:
 _ENABLE = {"O": "ENABLE TRIGGER", "A": "ENABLE ALWAYS TRIGGER", "R": "ENABLE REPLICA TRIGGER"}
 
 
+def _start_change_log(conn, t: ChildTable) -> None:
+    """Log the ids of rows writers change from now on (``dupguard.bw_reclaim_log``), so a swap
+    can re-copy them under its short exclusive lock."""
+    sql = _sql()
+    with_short_lock(conn, lambda c: c.execute(sql.SQL(
+        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW "
+        "EXECUTE FUNCTION dupguard.bw_reclaim_log_row()").format(sql.Identifier(RECLAIM_TRIGGER), _tbl(t))),
+        f"create trigger on {t.qualified}")
+
+
 def _drop_reclaim_leftovers(conn, t: ChildTable) -> None:
     sql = _sql()
     has_trigger = conn.execute("SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s",
@@ -543,10 +550,7 @@ def compact_table(conn, t: ChildTable) -> dict[str, Any]:
     sql = _sql()
     tb, compact = _tbl(t), _own("compact", t)
     _drop_reclaim_leftovers(conn, t)
-    with_short_lock(conn, lambda c: c.execute(sql.SQL(
-        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW "
-        "EXECUTE FUNCTION dupguard.bw_reclaim_log_row()").format(sql.Identifier(RECLAIM_TRIGGER), tb)),
-        f"create trigger on {t.qualified}")
+    _start_change_log(conn, t)
     c0 = time.monotonic()
     conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT * FROM {}").format(compact, tb))
     conn.commit()

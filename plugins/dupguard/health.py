@@ -33,7 +33,6 @@ def _zero(column: str):
 
 # --- telemetry -----------------------------------------------------------------------
 def telemetry_health(conn_id: str, logical_date: datetime) -> dict[str, Any]:
-    import great_expectations as gx
     import pandas as pd
     from psycopg import sql
 
@@ -78,7 +77,7 @@ def breezeway_health(conn_id: str) -> dict[str, Any]:
     rows, missing = [], []
     with pg_connect(conn_id, autocommit=True) as conn:
         conn.execute("SET statement_timeout = '10min'")
-        status = _migration_status(conn, cfg)
+        status = _migration_status(conn)
         for t in cfg.CHILD_TABLES:
             oid = conn.execute("SELECT to_regclass(%s)::oid", (f'"{cfg.SCHEMA}"."{t.name}"',)).fetchone()[0]
             if oid is None:
@@ -105,15 +104,11 @@ def breezeway_health(conn_id: str) -> dict[str, Any]:
     return report
 
 
-def _migration_status(conn, cfg) -> str:
-    from psycopg import sql
+def _migration_status(conn) -> str:
+    from dupguard.breezeway import ledger_row
 
-    exists = conn.execute("SELECT to_regclass(%s)", (f'"{cfg.LEDGER_SCHEMA}"."migration_ledger"',)).fetchone()[0]
-    if exists is None:
-        return "not run"
-    row = conn.execute(sql.SQL("SELECT status FROM {} WHERE migration_id = %s").format(
-        sql.Identifier(cfg.LEDGER_SCHEMA, "migration_ledger")), (cfg.MIGRATION_ID,)).fetchone()
-    return row[0] if row else "not run"
+    row = ledger_row(conn)
+    return row["status"] if row else "not run"
 
 
 # --- positions -------------------------------------------------------------------------

@@ -552,6 +552,15 @@ def fail_fast() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
+@contextlib.contextmanager
+def task_client(conn_id: str) -> Iterator[Any]:
+    """What every positions task opens: the ClickHouse client, inside :func:`fail_fast`."""
+    from dupguard.connections import clickhouse_client
+
+    with fail_fast(), clickhouse_client(conn_id) as client:
+        yield client
+
+
 def run_as_of(context: dict[str, Any]) -> datetime:
     """The moment a run checks freshness against: its logical date (manual runs without
     one use the time the run was due), never the wall clock of the worker."""

@@ -77,10 +77,13 @@ def idents(tbl: TelemetryTable) -> dict[str, Any]:
 
 
 def render(relative: str, tbl: TelemetryTable, **extra: Any):
-    """``include/sql/telemetry/<relative>`` with the table's identifiers filled in."""
+    """``include/sql/telemetry/<relative>`` with the table's identifiers filled in, and
+    ``{extra_copies}``: the keep rule (``extra_copies.sql``) shared by every delete."""
     from psycopg import sql
 
-    return sql.SQL(settings.read_sql(f"telemetry/{relative}")).format(**idents(tbl), **extra)
+    ids = idents(tbl)
+    keep_rule = sql.SQL(settings.read_sql("telemetry/extra_copies.sql")).format(**ids)
+    return sql.SQL(settings.read_sql(f"telemetry/{relative}")).format(**ids, extra_copies=keep_rule, **extra)
 
 
 def check_table(conn, tbl: TelemetryTable, *, need_indexes: bool = True) -> int:

@@ -26,9 +26,17 @@ def fresh_home(tmp_path, pg_cluster):
     env["AIRFLOW_HOME"] = str(home)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    # a known state whatever other test modules left: telemetry set up and clean, the other
+    # systems not set up (their health gates are skipped)
     with psycopg.connect(pg_cluster.dsn("telemetry"), autocommit=True) as c:
         c.execute("DROP TABLE IF EXISTS blocks, streams, processes CASCADE")
         c.execute(settings.read_sql("telemetry/schema/create_tables.sql"))
+    with psycopg.connect(pg_cluster.dsn("breezeway"), autocommit=True) as c:
+        c.execute("DROP SCHEMA IF EXISTS breezeway, dupguard CASCADE")
+    from dupguard.connections import clickhouse_client
+
+    with clickhouse_client(settings.CLICKHOUSE_CONN_ID) as ch:
+        ch.command("DROP TABLE IF EXISTS pm_trade_fifo_roi_v3_mat_unified")
     return env
 
 

@@ -22,7 +22,7 @@ def test_failing_task_sends_exactly_one_email(smtp_sink):
     assert msg["To"] == "oncall@example.com"
     body = msg.get_body(preferencelist=("html", "plain")).get_content()
     assert "planted failure after 1" in body
-    assert f"http://localhost:8080/dags/dupguard_alert_probe/runs/" in body
+    assert "http://localhost:8080/dags/dupguard_alert_probe/runs/" in body
     assert "/tasks/broken" in body
 
 
@@ -74,3 +74,14 @@ def test_run_time_of_a_manual_run_without_logical_date():
     assert run_time({"logical_date": due.replace(hour=1), "dag_run": Run()}) == due.replace(hour=1)
     with pytest.raises(ValueError):
         run_time({"logical_date": None})
+
+
+def test_run_dag_does_not_leak_conf_into_the_next_run(run_dag):
+    """A run's conf must not become the next run's params (the Param objects are shared)."""
+    from tests.airflow_helpers import get_dag
+
+    dag = get_dag("dedup_health_daily")
+    default = dag.params["max_hours_stale"]
+    run_dag("dedup_health_daily", conf={"max_hours_stale": 12345})
+    assert dag.params["max_hours_stale"] == default
+    assert all(t.params.get("max_hours_stale", default) == default for t in dag.tasks)

@@ -5,7 +5,6 @@ run left behind.
 """
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg

@@ -1,7 +1,6 @@
 """Window rules, the unique-index skip, catch-up after downtime, bad configuration, the gate."""
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
