@@ -32,7 +32,7 @@ export GX_ANALYTICS_ENABLED=false
 
 export AIRFLOW_CONN_TELEMETRY_POSTGRES="{\"conn_type\":\"postgres\",\"host\":\"127.0.0.1\",\"port\":$PG_PORT,\"login\":\"postgres\",\"schema\":\"telemetry\"}"
 export AIRFLOW_CONN_BREEZEWAY_POSTGRES="{\"conn_type\":\"postgres\",\"host\":\"127.0.0.1\",\"port\":$PG_PORT,\"login\":\"postgres\",\"schema\":\"breezeway\"}"
-export AIRFLOW_CONN_POLYMARKET_CLICKHOUSE="{\"conn_type\":\"generic\",\"schema\":\"polymarket\",\"extra\":{\"chdb_path\":\"$LOCAL/chdb\"}}"
+export AIRFLOW_CONN_POLYMARKET_CLICKHOUSE="{\"conn_type\":\"clickhouse\",\"schema\":\"polymarket\",\"extra\":{\"chdb_path\":\"$LOCAL/chdb\"}}"
 export AIRFLOW_CONN_ALERTS_SMTP="{\"conn_type\":\"smtp\",\"host\":\"127.0.0.1\",\"port\":$SMTP_PORT,\"extra\":{\"disable_tls\":true,\"disable_ssl\":true,\"from_email\":\"dupguard@localhost\",\"timeout\":10,\"retry_limit\":1}}"
 export DUPGUARD_ALERT_EMAILS="${DUPGUARD_ALERT_EMAILS:-oncall@dupguard.local}"
 export DUPGUARD_UI_BASE_URL="http://localhost:$AIRFLOW_PORT"

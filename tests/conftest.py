@@ -68,7 +68,7 @@ def pytest_configure(config):
         "AIRFLOW_CONN_TELEMETRY_POSTGRES": pg_conn_json(pg.port, "telemetry"),
         "AIRFLOW_CONN_BREEZEWAY_POSTGRES": pg_conn_json(pg.port, "breezeway"),
         "AIRFLOW_CONN_POLYMARKET_CLICKHOUSE": json.dumps(
-            {"conn_type": "generic", "schema": "polymarket", "extra": {"chdb_path": str(chdb_dir)}}),
+            {"conn_type": "clickhouse", "schema": "polymarket", "extra": {"chdb_path": str(chdb_dir)}}),
         "AIRFLOW_CONN_ALERTS_SMTP": sink.conn_json(),
         "DUPGUARD_ALERT_EMAILS": "oncall@example.com",
         "DUPGUARD_UI_BASE_URL": "http://localhost:8080",

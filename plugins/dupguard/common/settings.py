@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 # Connection ids (fixed contract: DAGs, tests and docker-compose rely on them).
 TELEMETRY_CONN_ID = "telemetry_postgres"
@@ -16,6 +16,9 @@ ALL_CONN_IDS = (TELEMETRY_CONN_ID, BREEZEWAY_CONN_ID, CLICKHOUSE_CONN_ID, SMTP_C
 
 # Pool that serialises ClickHouse tasks when the embedded engine (chDB) is used.
 CLICKHOUSE_POOL = "clickhouse_embedded"
+# Celery queue of the ClickHouse tasks: with the embedded engine exactly one worker serves it
+# (chDB opens a data directory from one process at a time); with a ClickHouse server, any worker.
+CLICKHOUSE_QUEUE = "clickhouse"
 
 
 def sql_dir() -> Path:

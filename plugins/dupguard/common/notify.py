@@ -1,6 +1,7 @@
 """Failure alerts: one email (and a Slack message when ``alerts_slack`` exists).
 
-Attached to every DAG by :mod:`dupguard.dagkit`: as the tasks' ``on_failure_callback``
+:class:`DupguardNotifier` (an ``airflow.sdk`` ``BaseNotifier``) is attached to every DAG by
+:mod:`dupguard.common.dagkit`: as the tasks' ``on_failure_callback``
 and as the DAG's ``on_failure_callback``. A run that fails because a task failed is
 reported once, by the task's callback; the DAG callback only reports runs that failed
 for another reason (a run timeout, say), so each failure gives exactly one alert.
@@ -13,7 +14,9 @@ import traceback
 from typing import Any
 from urllib.parse import quote
 
-from dupguard import settings
+from airflow.sdk import BaseNotifier
+
+from dupguard.common import settings
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +91,7 @@ def send_email(subject: str, html_content: str, to: list[str]) -> None:
 def send_slack(text: str) -> bool:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from dupguard.connections import get_connection
+    from dupguard.common.connections import get_connection
 
     try:
         get_connection(settings.SLACK_CONN_ID)
@@ -120,3 +123,10 @@ def notify_failure(context: dict[str, Any]) -> None:
             log.info("dupguard alert sent to Slack")
     except Exception:  # noqa: BLE001
         log.exception("dupguard alert: Slack webhook failed")
+
+
+class DupguardNotifier(BaseNotifier):
+    """The project's notifier: one alert per failure, to every configured channel."""
+
+    def notify(self, context: dict[str, Any]) -> None:
+        notify_failure(context)
