@@ -5,7 +5,8 @@ import ast
 
 import pytest
 
-from dupguard.notify import notify_failure
+from dupguard.common.dagkit import ALL_TAGS, TAGS
+from dupguard.common.notify import DupguardNotifier
 from tests.airflow_helpers import ROOT, dagbag
 
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
@@ -21,6 +22,30 @@ def _declared_dag_ids() -> list[str]:
     return ids
 
 
+def _notifiers(callbacks, event: str) -> list:
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    return [c for c in callbacks if isinstance(c, DupguardNotifier) and c.event == event]
+
+
+def check_policy(dag) -> None:
+    """The project's DAG policy; raises AssertionError naming what is missing."""
+    assert dag.doc_md and len(dag.doc_md.strip()) > 40, "doc_md must explain the DAG"
+    assert dag.tags and "dupguard" in dag.tags, "tags: dupguard"
+    unknown = set(dag.tags) - ALL_TAGS
+    assert not unknown, f"tags outside the vocabulary: {sorted(unknown)}"
+    for group in ("system", "engine", "kind"):
+        assert set(dag.tags) & set(TAGS[group]), f"tags: one {group} tag of {TAGS[group]}"
+    assert dag.catchup is False, "catchup False"
+    assert dag.max_active_runs is not None and dag.max_active_runs >= 1, "max_active_runs"
+    assert _notifiers(dag.on_failure_callback, "failure"), "DAG failure notifier"
+    for t in dag.tasks:
+        assert t.owner and t.owner != "airflow", f"{t.task_id}: owner"
+        assert t.retries >= 1, f"{t.task_id}: retries"
+        assert _notifiers(t.on_failure_callback, "failure"), f"{t.task_id}: failure notifier"
+        assert _notifiers(t.on_success_callback, "success"), f"{t.task_id}: recovery notifier"
+        assert t.doc_md or t.doc, f"{t.task_id}: docstring"
+
+
 def test_dag_files_import_without_errors():
     bag = dagbag()
     assert bag.import_errors == {}, bag.import_errors
@@ -31,27 +56,32 @@ def test_dag_files_import_without_errors():
 def test_dag_policy(dag_id):
     dag = dagbag().get_dag(dag_id)
     assert dag is not None
-    assert dag.doc_md and len(dag.doc_md.strip()) > 40, "doc_md must explain the DAG"
-    assert dag.tags and "dupguard" in dag.tags
-    assert dag.catchup is False
-    assert dag.max_active_runs is not None and dag.max_active_runs >= 1
-    callbacks = dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
-    assert notify_failure in callbacks
-    for t in dag.tasks:
-        assert t.owner and t.owner != "airflow", f"{t.task_id}: owner"
-        assert t.retries >= 1, f"{t.task_id}: retries"
-        cbs = t.on_failure_callback if isinstance(t.on_failure_callback, list) else [t.on_failure_callback]
-        assert notify_failure in cbs, f"{t.task_id}: failure notifier"
+    check_policy(dag)
+    assert dag.fileloc.endswith(f"/{dag_id}.py"), "file name, dag_id and function share one name"
 
 
 def test_policy_check_rejects_a_dag_without_notifier():
-    """The policy test itself can fail: a DAG built without dag_kwargs breaks it."""
+    """The policy check itself can fail: a DAG built without dag_kwargs breaks it."""
     import pendulum
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, task
 
-    bare = DAG("bare", schedule=None, start_date=pendulum.datetime(2024, 1, 1))
-    assert bare.on_failure_callback is None or notify_failure not in (
-        bare.on_failure_callback if isinstance(bare.on_failure_callback, list) else [bare.on_failure_callback])
+    with DAG("bare", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, max_active_runs=1,
+             doc_md="A DAG that skipped dagkit.dag_kwargs and so has no alerts at all.",
+             tags=["dupguard", "telemetry", "postgres", "cleanup"], default_args={"owner": "x", "retries": 1}) as bare:
+        @task
+        def step():
+            """Does nothing."""
+
+        step()
+    with pytest.raises(AssertionError, match="DAG failure notifier"):
+        check_policy(bare)
+
+
+def test_policy_check_rejects_a_tag_outside_the_vocabulary():
+    from dupguard.common.dagkit import dag_kwargs
+
+    with pytest.raises(ValueError, match="vocabulary"):
+        dag_kwargs(doc_md="x", tags=["misc"])
 
 
 def test_dag_files_stay_thin():

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dupguard import settings
+from dupguard.common import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def fresh_home(tmp_path, pg_cluster):
         c.execute(settings.read_sql("telemetry/schema/create_tables.sql"))
     with psycopg.connect(pg_cluster.dsn("breezeway"), autocommit=True) as c:
         c.execute("DROP SCHEMA IF EXISTS breezeway, dupguard CASCADE")
-    from dupguard.connections import clickhouse_client
+    from dupguard.common.connections import clickhouse_client
 
     with clickhouse_client(settings.CLICKHOUSE_CONN_ID) as ch:
         ch.command("DROP TABLE IF EXISTS pm_trade_fifo_roi_v3_mat_unified")

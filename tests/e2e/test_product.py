@@ -24,7 +24,7 @@ WORKFLOWS = ("blocks_duplicate_cleanup", "child_tables_dedup_migration", "unifie
 @pytest.fixture(scope="module")
 def demo_data(pg_cluster):
     """Fresh demo data in the session's databases (other test modules leave their own tables)."""
-    from dupguard.connections import clickhouse_client
+    from dupguard.common.connections import clickhouse_client
     from tools import demo_breezeway, demo_polymarket, demo_telemetry
 
     with psycopg.connect(pg_cluster.dsn("telemetry"), autocommit=True) as c:
@@ -89,7 +89,7 @@ def test_three_workflows_succeed_and_leave_clean_tables(api, demo_data):
                                           "AND connamespace = 'breezeway'::regnamespace")}
         assert {t.constraint for t in CHILD_TABLES} | {"task_tags_unique"} <= names
     # positions: no duplicate open lot in the published table
-    from dupguard.connections import clickhouse_client
+    from dupguard.common.connections import clickhouse_client
 
     with clickhouse_client("polymarket_clickhouse") as ch:
         total, open_rows, open_keys = ch.query(

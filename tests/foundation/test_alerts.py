@@ -1,49 +1,155 @@
-"""Failure alerts over a real SMTP exchange."""
+"""Alerts as incidents, over a real SMTP exchange and real dag.test() runs: one FAILED per incident,
+STILL FAILING at most every repeat interval, one RECOVERED, state in Airflow Variables."""
 from __future__ import annotations
+
+import time
+
+import pytest
 
 from tests.airflow_helpers import ROOT, run_dag
 
 PROBE_DIR = str(ROOT / "tests" / "fixtures" / "dags")
 
 
-def test_failing_task_sends_exactly_one_email(smtp_sink):
-    result = run_dag("dupguard_alert_probe", folder=PROBE_DIR)
-    assert result.state == "failed"
-    assert result.task_states == {"fine": "success", "broken": "failed"}
-    msgs = smtp_sink.wait_for(1, timeout=10)
-    # give a second alert (e.g. from the DAG-level callback) time to arrive if it were sent
-    import time
+def _subjects(sink, wait: float = 1.0) -> list[str]:
+    time.sleep(wait)  # a message that should not be sent has time to arrive if it were
+    return [m["Subject"] for m in sink.messages]
 
-    time.sleep(1.0)
-    msgs = smtp_sink.messages
-    assert len(msgs) == 1, [m["Subject"] for m in msgs]
-    msg = msgs[0]
-    assert msg["Subject"] == f"[dupguard] FAILED dupguard_alert_probe.broken run {result.run_id}"
+
+def _probe(dag_id: str = "dupguard_alert_probe", fail: bool = True):
+    return run_dag(dag_id, conf={"fail": fail}, folder=PROBE_DIR)
+
+
+@pytest.fixture()
+def no_incidents():
+    """Every test starts and ends with no open incident of the probes."""
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    def clear():
+        with create_session() as s:
+            s.query(Variable).filter(Variable.key.like("dupguard_incident__%")).delete(synchronize_session=False)
+
+    clear()
+    yield
+    clear()
+
+
+def test_incident_opens_once_reminds_after_the_interval_and_recovers(smtp_sink, no_incidents, monkeypatch):
+    monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "60")
+    runs = [_probe() for _ in range(5)]
+    assert all(r.state == "failed" for r in runs)
+    assert runs[0].task_states == {"fine": "success", "broken": "failed"}
+    subjects = _subjects(smtp_sink)
+    assert subjects == [f"[dupguard] FAILED dupguard_alert_probe.broken run {runs[0].run_id}"]
+    msg = smtp_sink.messages[0]
     assert msg["To"] == "oncall@example.com"
-    body = msg.get_body(preferencelist=("html", "plain")).get_content()
-    assert "planted failure after 1" in body
-    assert "http://localhost:8080/dags/dupguard_alert_probe/runs/" in body
-    assert "/tasks/broken" in body
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    assert "planted failure after 1" in text and "planted failure after 1" in html
+    assert "Next step:" in text and f"/dags/dupguard_alert_probe/runs/" in text and "/tasks/broken" in text
+
+    # the repeat interval has passed (a float is accepted): exactly one reminder, then none
+    smtp_sink.clear()
+    monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "0.02")
+    time.sleep(1.3)
+    _probe()
+    _probe()
+    subjects = _subjects(smtp_sink)
+    assert len(subjects) == 1, subjects
+    assert subjects[0].startswith("[dupguard] STILL FAILING dupguard_alert_probe.broken: 6 failed runs since ")
+
+    # the task succeeds again: one RECOVERED, then nothing for healthy runs
+    smtp_sink.clear()
+    ok = _probe(fail=False)
+    assert ok.state == "success"
+    _probe(fail=False)
+    subjects = _subjects(smtp_sink)
+    assert len(subjects) == 1, subjects
+    assert subjects[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.broken after 7 failed runs (")
 
 
-def test_dag_callback_alerts_only_when_no_task_alerted():
-    from dupguard.notify import build_alert
+def test_incidents_of_different_dags_are_independent(smtp_sink, no_incidents):
+    a, b = _probe("dupguard_alert_probe"), _probe("dupguard_alert_probe_b")
+    _probe("dupguard_alert_probe")
+    assert sorted(_subjects(smtp_sink)) == sorted([
+        f"[dupguard] FAILED dupguard_alert_probe.broken run {a.run_id}",
+        f"[dupguard] FAILED dupguard_alert_probe_b.broken run {b.run_id}"])
+    smtp_sink.clear()
+    _probe("dupguard_alert_probe", fail=False)
+    subjects = _subjects(smtp_sink)
+    assert len(subjects) == 1 and subjects[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.broken after 2")
+    smtp_sink.clear()
+    _probe("dupguard_alert_probe_b")  # b's incident is still open: counted, not sent
+    assert _subjects(smtp_sink) == []
+
+
+def test_incident_state_survives_a_new_process(smtp_sink, no_incidents):
+    """The state is in Airflow's metadata database, not in the process that runs the tasks."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    first = _probe()
+    code = ("import sys; sys.path[:0]=['plugins','.']\n"
+            "from tests.airflow_helpers import run_dag, ROOT\n"
+            f"r = run_dag('dupguard_alert_probe', conf={{'fail': True}}, folder={PROBE_DIR!r})\n"
+            "print(r.state)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                         text=True, timeout=300)
+    assert out.stdout.strip().endswith("failed"), out.stderr[-2000:]
+    assert _subjects(smtp_sink) == [f"[dupguard] FAILED dupguard_alert_probe.broken run {first.run_id}"]
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as s:
+        row = s.query(Variable).filter(Variable.key == "dupguard_incident__dupguard_alert_probe__broken").one()
+        assert json.loads(row.val)["failures"] == 2
+
+
+def test_dag_callback_speaks_only_for_runs_without_a_failed_task(smtp_sink, no_incidents):
+    from dupguard.common.notify import handle_failure
 
     class Run:
         dag_id = "d"
         run_id = "r1"
 
-    assert build_alert({"dag_run": Run(), "reason": "task_failure"}) is None
-    alert = build_alert({"dag_run": Run(), "reason": "timed_out"})
-    assert alert["subject"] == "[dupguard] FAILED d.<run> run r1"
-    assert "timed_out" in alert["text"]
+    assert handle_failure({"dag_run": Run(), "reason": "task_failure"}) is None
+    assert handle_failure({"dag_run": Run(), "reason": "timed_out"}) == "FAILED"
+    msgs = smtp_sink.wait_for(1)
+    assert msgs[0]["Subject"] == "[dupguard] FAILED d.<run> run r1"
+    assert "timed_out" in msgs[0].get_body(preferencelist=("plain",)).get_content()
 
 
-def test_broken_alert_channel_does_not_raise(monkeypatch, caplog):
+def test_gate_failure_alert_names_tables_bounds_observed_keys_and_next_step():
+    from dupguard.common.gate import Check, GateFailed, GateSpec
+    from dupguard.common.notify import compose, describe_failure
+
+    spec = GateSpec("telemetry_window_duplicates", (Check("blocks_duplicate_ids", "a copy left is a bug",
+                                                          min=0, max=0),), ("public.blocks",))
+    failures = [{"expectation": "expect_column_values_to_be_between", "column": "blocks_duplicate_ids", "min": 0,
+                 "max": 0, "description": "...", "reason": "a copy left is a bug",
+                 "observed": {"unexpected_count": 1, "unexpected_values": [3]}, "success": False}]
+    exc = GateFailed(spec.name, failures, {"tables": ["public.blocks"], "offending": ["id-1", "id-2"],
+                                           "data_docs": "/dupguard/docs/x/r/g"})
+    d = describe_failure(exc, "blocks_duplicate_cleanup", "quality_gate")
+    assert d["kind"] == "GateFailed:telemetry_window_duplicates"
+    assert d["expectations"] == ["blocks_duplicate_ids must be = 0, observed 3 (a copy left is a bug)"]
+    inc = {"dag_id": "blocks_duplicate_cleanup", "task_id": "quality_gate", "latest_run_id": "r",
+           "latest_error": d["error"], "failures": 1, "opened_at": "t", "details": d}
+    m = compose("FAILED", inc, "http://x/log")
+    for needle in ("public.blocks", "observed 3", "id-1, id-2", "http://localhost:8080/dupguard/docs/x/r/g",
+                   "Next step: clear the run", "Log: http://x/log"):
+        assert needle in m["text"], needle
+    assert "id-1, id-2" in m["html"] and "Next step" in m["html"]
+
+
+def test_broken_alert_channel_does_not_raise(monkeypatch, caplog, no_incidents):
     """An unreachable SMTP server is logged; the callback itself never raises."""
     import json
 
-    from dupguard.notify import notify_failure
+    from dupguard.common.notify import handle_failure
 
     monkeypatch.setenv("AIRFLOW_CONN_ALERTS_SMTP", json.dumps(
         {"conn_type": "smtp", "host": "127.0.0.1", "port": 1, "extra": {"disable_tls": True, "disable_ssl": True,
@@ -53,35 +159,65 @@ def test_broken_alert_channel_does_not_raise(monkeypatch, caplog):
         dag_id = "d"
         run_id = "r1"
 
-    notify_failure({"dag_run": Run(), "reason": "timed_out"})
+    assert handle_failure({"dag_run": Run(), "reason": "timed_out"}) == "FAILED"
     assert "email through 'alerts_smtp' failed" in caplog.text
+
+
+def test_readme_runbook_is_the_alerts_runbook():
+    """The README shows the same runbook the alerts quote (one place: dupguard.common.runbook)."""
+    from dupguard.common.runbook import markdown_table
+
+    assert markdown_table() in (ROOT / "README.md").read_text()
 
 
 def test_run_time_of_a_manual_run_without_logical_date():
     """REST triggers may send "logical_date": null: the run's due time is used, never the wall clock."""
     from datetime import datetime, timezone
 
-    import pytest
-
-    from dupguard.dagkit import run_time
+    from dupguard.common.dagkit import run_time
 
     due = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
-
-    class Run:
-        run_after = due
-
-    assert run_time({"logical_date": None, "data_interval_end": None, "dag_run": Run()}) == due
-    assert run_time({"logical_date": due.replace(hour=1), "dag_run": Run()}) == due.replace(hour=1)
+    assert run_time(None, None, due) == due
+    assert run_time(due.replace(hour=1), None, due) == due.replace(hour=1)
     with pytest.raises(ValueError):
-        run_time({"logical_date": None})
+        run_time(None, None, None)
 
 
-def test_run_dag_does_not_leak_conf_into_the_next_run(run_dag):
+def test_run_dag_does_not_leak_conf_into_the_next_run(no_incidents):
     """A run's conf must not become the next run's params (the Param objects are shared)."""
     from tests.airflow_helpers import get_dag
 
-    dag = get_dag("dedup_health_daily")
-    default = dag.params["max_hours_stale"]
-    run_dag("dedup_health_daily", conf={"max_hours_stale": 12345})
-    assert dag.params["max_hours_stale"] == default
-    assert all(t.params.get("max_hours_stale", default) == default for t in dag.tasks)
+    dag = get_dag("dupguard_alert_probe", PROBE_DIR)
+    _probe(fail=False)
+    assert dag.params["fail"] is True
+    assert all(t.params.get("fail", True) is True for t in dag.tasks)
+
+
+def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink, no_incidents):
+    """The Deadline Alert callback, called as Airflow's scheduler queues it (the run as the REST API
+    describes it), opens a LATE incident; the run's last task succeeding closes it."""
+    from dupguard.common.notify import deadline_missed, handle_success
+
+    ctx = {"dag_run": {"dag_id": "dupguard_alert_probe", "dag_run_id": "scheduled__x", "state": "running"},
+           "deadline": {"id": "1", "deadline_time": "2026-01-01T00:00:00Z"}}
+    deadline_missed(context=ctx, what="still running 1:30:00 after it was queued")
+    deadline_missed(context=ctx, what="still running 1:30:00 after it was queued")
+    subjects = _subjects(smtp_sink)
+    assert subjects == ["[dupguard] LATE dupguard_alert_probe run scheduled__x: "
+                        "still running 1:30:00 after it was queued"]
+    body = smtp_sink.messages[0].get_body(preferencelist=("plain",)).get_content()
+    assert "Next step:" in body
+    smtp_sink.clear()
+
+    class Ti:
+        task_id = "broken"
+
+    class Task:
+        downstream_task_ids: set = set()
+
+    class Run:
+        dag_id = "dupguard_alert_probe"
+        run_id = "scheduled__x"
+
+    assert handle_success({"dag_run": Run(), "ti": Ti(), "task": Task()}) == ["<late>"]
+    assert _subjects(smtp_sink)[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.<late> after 2 failed runs")

@@ -24,6 +24,7 @@ TAGS = {
 ALL_TAGS = frozenset({"dupguard", *(t for group in TAGS.values() for t in group)})
 
 NOTIFIER = DupguardNotifier()
+RECOVERY = DupguardNotifier("success")
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "retries": 1,
         "retry_delay": timedelta(seconds=30),
         "on_failure_callback": NOTIFIER,
+        "on_success_callback": RECOVERY,
     }
     args.update(overrides)
     return args
@@ -39,8 +41,10 @@ def default_args(**overrides: Any) -> dict[str, Any]:
 
 def dag_kwargs(*, doc_md: str, tags: list[str], schedule: Any = None, max_active_runs: int = 1,
                dagrun_timeout: timedelta | None = None, default_args_overrides: dict[str, Any] | None = None,
-               **extra: Any) -> dict[str, Any]:
-    """Keyword arguments for ``@dag`` with the project's policy applied."""
+               late_after: timedelta | None = None, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for ``@dag`` with the project's policy applied. ``late_after``: a run still
+    going that long after it was queued sends one ``[dupguard] LATE`` alert (Airflow's Deadline
+    Alerts), an incident closed by the run's last task succeeding."""
     unknown = set(tags) - ALL_TAGS
     if unknown:
         raise ValueError(f"tags {sorted(unknown)} are not in dupguard's vocabulary {sorted(ALL_TAGS)}")
@@ -54,8 +58,18 @@ def dag_kwargs(*, doc_md: str, tags: list[str], schedule: Any = None, max_active
         "default_args": default_args(**(default_args_overrides or {})),
         "on_failure_callback": NOTIFIER,
         "dagrun_timeout": dagrun_timeout,
+        **({"deadline": late_deadline(late_after)} if late_after else {}),
         **extra,
     }
+
+
+def late_deadline(after: timedelta):
+    from airflow.sdk.definitions.callback import SyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=after, name="dupguard_late",
+                         callback=SyncCallback("dupguard.common.notify.deadline_missed",
+                                               kwargs={"what": f"still running {after} after it was queued"}))
 
 
 def run_time(logical_date: datetime | None = None, data_interval_end: datetime | None = None,

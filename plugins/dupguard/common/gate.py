@@ -18,10 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from dupguard.common import settings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,8 @@ try:
 except ImportError:  # pragma: no cover - outside Airflow
     _VerdictBase = Exception
 
-Bound = float | int | str | None  # a number, or the name of a run-time value (a param)
+Bound = float | int | str | None
+MAX_OFFENDING = 10  # a number, or the name of a run-time value (a param)
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ class GateFailed(_VerdictBase):
         self.summary = summary
         lines = [f"quality gate '{gate}' failed {len(failures)} expectation(s):"]
         lines += [f"  - {f['description']}: observed {f['observed']!r}" for f in failures]
+        if summary.get("offending"):
+            lines.append(f"  offending keys (up to {MAX_OFFENDING}): {summary['offending']!r}")
         super().__init__("\n".join(lines))
 
 
@@ -176,12 +178,15 @@ def _jsonable(v: Any) -> Any:
 
 
 def run_gate(spec: GateSpec, *, conn_id: str | None = None, query: str | None = None, dataframe: Any = None,
-             bounds: dict[str, Any] | None = None, raise_on_failure: bool = True) -> dict[str, Any]:
+             bounds: dict[str, Any] | None = None, offending: Callable[[], list[Any]] | None = None,
+             raise_on_failure: bool = True) -> dict[str, Any]:
     """Validate ``spec`` against a PostgreSQL ``query`` (with ``conn_id``) or a ``dataframe``;
     return a JSON-able summary. Raises :class:`GateFailed` (a verdict) or :class:`GateError`
-    (a metric that could not be computed)."""
+    (a metric that could not be computed). ``offending``, called only when the gate fails,
+    returns up to :data:`MAX_OFFENDING` offending keys (ids, natural keys, wallets) for the alert."""
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    from dupguard.common import data_docs
 
     if (query is None) == (dataframe is None):
         raise ValueError("run_gate needs exactly one of query= or dataframe=")
@@ -193,14 +198,6 @@ def run_gate(spec: GateSpec, *, conn_id: str | None = None, query: str | None = 
 
     gate = _safe_name(spec.name)
     context = gx.get_context(mode="ephemeral")
-    docs_dir = settings.data_docs_dir()
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    site = "dupguard"
-    context.add_data_docs_site(site_name=site, site_config={
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
 
     batch_parameters: dict[str, Any] = {}
     if dataframe is not None:
@@ -223,7 +220,7 @@ def run_gate(spec: GateSpec, *, conn_id: str | None = None, query: str | None = 
     vd = context.validation_definitions.add(gx.ValidationDefinition(name=f"{gate}_validation", data=batch_def, suite=suite))
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name=f"{gate}_checkpoint", validation_definitions=[vd],
-        actions=[UpdateDataDocsAction(name="docs", site_names=[site])], result_format="SUMMARY",
+        actions=[], result_format="SUMMARY",  # no GX site: data_docs keeps a JSON record, the UI renders it
     ))
     try:
         run = checkpoint.run(batch_parameters=batch_parameters)
@@ -264,12 +261,18 @@ def run_gate(spec: GateSpec, *, conn_id: str | None = None, query: str | None = 
         "evaluated": len(results),
         "failed": len(failures),
         "results": results,
-        "data_docs": str(docs_dir / "index.html"),
+        "data_docs": None,
     }
+    summary["data_docs"] = data_docs.record(summary, gx_results=run.run_results.values())
     log.info("gate %s: %s (%d/%d passed); Data Docs: %s", spec.name, "PASSED" if summary["success"] else "FAILED",
-             len(results) - len(failures) - len(errors), len(results), summary["data_docs"])
+             len(results) - len(failures) - len(errors), len(results), data_docs.page_url(summary["data_docs"]))
     if errors:
         raise GateError(spec.name, errors)
+    if failures and offending is not None:
+        try:
+            summary["offending"] = _jsonable(list(offending())[:MAX_OFFENDING])
+        except Exception as exc:  # noqa: BLE001 - the examples are a courtesy; the verdict stands
+            log.warning("gate %s: could not list the offending keys: %s", spec.name, exc)
     if failures and raise_on_failure:
         raise GateFailed(spec.name, failures, summary)
     return summary

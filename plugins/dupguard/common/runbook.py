@@ -1,0 +1,117 @@
+"""The runbook, kept in one place: what a failed task means and what to do next.
+
+Alerts carry the entry's next step; the README's runbook table is rendered from these entries
+(``python -m dupguard.common.runbook`` prints it; a test checks README.md holds it).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Entry:
+    dag_id: str
+    task: str  # a task id, or an fnmatch pattern such as ``delete_duplicate_*``
+    symptom: str
+    meaning: str
+    next_step: str
+    tables: str = ""
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry("blocks_duplicate_cleanup", "delete_duplicate_*", "lock or statement timeout",
+          "a long transaction holds the table",
+          "find the blocker in pg_stat_activity; the next run reaches back over the gap",
+          "telemetry blocks, streams, processes"),
+    Entry("blocks_duplicate_cleanup", "quality_gate", "gate failed",
+          "copies inserted before the window's end survived the delete",
+          "clear the run (it converges); list the ids with include/sql/telemetry/cleanup/count_window_duplicates.sql",
+          "telemetry blocks, streams, processes"),
+    Entry("blocks_duplicate_cleanup", "<run>", "run timed out (5 min)",
+          "a delete waited on locks for the whole run",
+          "find the blocker in pg_stat_activity; the next run reaches back over the gap"),
+    Entry("telemetry_unique_indexes", "build_unique_index_*", "build failed after every attempt",
+          "writers kept inserting duplicates through every attempt",
+          "switch ingestion to dupguard.telemetry.insert.IdempotentInserter, then trigger again "
+          "(an INVALID leftover is dropped first)", "telemetry blocks, streams, processes"),
+    Entry("telemetry_unique_indexes", "*", "any other failure",
+          "a step of the online build failed; every step is idempotent",
+          "fix the cause named in the error and trigger the DAG again", "telemetry blocks, streams, processes"),
+    Entry("unified_positions_refresh", "preflight", "missing table or column, stale feed",
+          "a table or column is missing, or the fills feed is older than max_source_lag_hours",
+          "fix the source; nothing was published", "pm_canonical_fills_v4, pm_condition_resolutions"),
+    Entry("unified_positions_refresh", "quality_gate_staging", "gate failed",
+          "the build is wrong or smaller than allowed",
+          "nothing was published; inspect <table>__staging, re-run with other thresholds if a mass "
+          "resolution explains it", "pm_trade_fifo_roi_v3_mat_unified__staging"),
+    Entry("unified_positions_refresh", "publish", "mutation failed or timed out",
+          "its own DELETE mutation failed or timed out",
+          "clear the task (idempotent); system.mutations shows the reason", "pm_trade_fifo_roi_v3_mat_unified"),
+    Entry("unified_positions_refresh", "quality_gate_health", "gate failed",
+          "duplicates, stale data or too few open rows after publish",
+          "duplicates: trigger unified_positions_deduplicate; stale: check the feed; a bad publish: trigger "
+          "unified_positions_rollback", "pm_trade_fifo_roi_v3_mat_unified"),
+    Entry("unified_positions_refresh", "<late>", "still running 90 min after its start",
+          "a build or a mutation is slow or stuck",
+          "look at the running task's log and system.mutations; the run keeps going unless you stop it",
+          "pm_trade_fifo_roi_v3_mat_unified"),
+    Entry("unified_positions_deduplicate", "*", "any failure",
+          "a wallet range could not be repaired", "clear the failed task (each range is idempotent)",
+          "pm_trade_fifo_roi_v3_mat_unified"),
+    Entry("unified_positions_rollback", "*", "any failure",
+          "the previous open part could not be restored", "check <table>__prev_open exists and is not empty; "
+          "trigger again", "pm_trade_fifo_roi_v3_mat_unified"),
+    Entry("child_tables_dedup_migration", "claim", "claim refused",
+          "another run holds the migration (or a killed run's claim is not stale yet)",
+          "wait for the other run; a dead run's claim is taken over by the next trigger", "dupguard.migration_ledger"),
+    Entry("child_tables_dedup_migration", "preflight", "missing table or column",
+          "a configured table or column is missing", "fix the schema or breezeway/config.py; nothing changed",
+          "breezeway child tables"),
+    Entry("child_tables_dedup_migration", "quality_gate", "gate failed",
+          "duplicates left, or a natural key lost",
+          "duplicates: trigger with force=true; a lost key: trigger child_tables_dedup_rollback",
+          "breezeway child tables"),
+    Entry("child_tables_dedup_migration", "<late>", "still running after max_hours",
+          "a step waits on locks or the tables are larger than expected",
+          "look at the running task's log and pg_stat_activity; the run resumes where it stops if killed",
+          "breezeway child tables"),
+    Entry("child_tables_dedup_migration", "*", "dedup, reclaim or constraints failed",
+          "a step failed; the ledger keeps what is done", "trigger the DAG again: it resumes where it stopped",
+          "breezeway child tables"),
+    Entry("child_tables_dedup_rollback", "*", "any failure",
+          "the restore stopped part-way; restored rows stay", "trigger the rollback again (idempotent)",
+          "breezeway child tables"),
+    Entry("dedup_health_daily", "gate_telemetry", "gate failed",
+          "old duplicates survived the per-minute cleanup", "run telemetry_unique_indexes",
+          "telemetry blocks, streams, processes"),
+    Entry("dedup_health_daily", "gate_breezeway", "gate failed",
+          "a constraint was dropped after the migration, or duplicates came back",
+          "trigger child_tables_dedup_migration with force=true", "breezeway child tables"),
+    Entry("dedup_health_daily", "gate_positions", "gate failed",
+          "duplicates, stale data or too few open rows", "duplicates: trigger unified_positions_deduplicate; "
+          "stale: check the feed", "pm_trade_fifo_roi_v3_mat_unified"),
+)
+
+DEFAULT = Entry("*", "*", "any failure", "see the error and the task log",
+                "fix the cause named in the error and clear the task")
+
+
+def entry(dag_id: str, task_id: str) -> Entry:
+    """The first entry matching ``dag_id`` and ``task_id`` (``<run>``/``<late>`` for run-level alerts)."""
+    for e in ENTRIES:
+        if e.dag_id == dag_id and fnmatch.fnmatchcase(task_id, e.task):
+            return e
+    return DEFAULT
+
+
+def markdown_table() -> str:
+    """The README's runbook table."""
+    rows = ["| failed | symptom | what it means | what to do |", "|---|---|---|---|"]
+    for e in ENTRIES:
+        rows.append(f"| `{e.dag_id}.{e.task}` | {e.symptom} | {e.meaning} | {e.next_step} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table())
