@@ -11,7 +11,7 @@ Measured, medians (the machine is shared):
 1. per-run latency of our per-minute cleanup vs the window-only reference on the same
    7 windows, at 1M and 10M rows (each run inside a transaction that is rolled back), and the
    duplicates each leaves behind in its window; the plan of ours at each size;
-2. inserts/s for 100k single-row inserts: plain INSERT, NOT EXISTS (dupguard.telemetry_insert),
+2. inserts/s for 100k single-row inserts: plain INSERT, NOT EXISTS (dupguard.telemetry.insert),
    ON CONFLICT DO NOTHING with the unique index;
 3. the online path (dedup_table + build_unique_index + drop_old_index, the tasks of
    ``telemetry_unique_indexes``) against one full-table dedup statement + one plain
@@ -31,7 +31,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from bench.common import pg_cluster, print_table
+from bench.common import ROOT, pg_cluster, print_table
 
 SCALE = float(os.environ.get("DUPGUARD_BENCH_SCALE", "1"))  # < 1 only for a quick smoke run
 N_BASE = int(9_900_000 * SCALE)   # distinct ids; with the copies the table holds ~10.0M rows
@@ -44,6 +44,7 @@ REPEAT = 3
 INSERTS = int(100_000 * min(1.0, SCALE * 10))
 WRITER_RATE = 200           # rows/s of the concurrent writer
 CONN_ID = "bench_telemetry"
+SQL = ROOT / "bench" / "sql" / "telemetry"  # the bench-only statements
 
 LOAD_SQL = """
 CREATE UNLOGGED TABLE src AS
@@ -119,8 +120,10 @@ def load(dsn: str) -> dict:
 def cleanup_latency(dsn: str) -> None:
     import psycopg
 
-    from dupguard import telemetry
-    from dupguard.telemetry import TelemetryTable, Window
+    from dupguard.telemetry.catalog import compose, render
+    from dupguard.telemetry.config import TelemetryTable
+    from dupguard.telemetry.gates import count_window_duplicates
+    from dupguard.telemetry.window import Window
 
     tables = {"1M": TelemetryTable("blocks", "m1", "blocks", "block_id"),
               "10M": TelemetryTable("blocks", "public", "blocks", "block_id")}
@@ -129,10 +132,10 @@ def cleanup_latency(dsn: str) -> None:
     rows, plans = [], {}
     with psycopg.connect(dsn, autocommit=True) as conn:
         for size, tbl in tables.items():
-            ours_sql = telemetry.render("cleanup/delete_window_duplicates.sql", tbl)
-            ref_sql = telemetry.render("bench/reference_window_only_delete.sql", tbl)
-            left_sql = telemetry.render("cleanup/count_window_duplicates.sql", tbl,
-                                        window_start=_lit("%(window_start)s"), window_end=_lit("%(window_end)s"))
+            ours_sql = render("cleanup/delete_window_duplicates.sql", tbl)
+            ref_sql = compose((SQL / "reference_window_only_delete.sql").read_text(), tbl)
+            rows_sql = compose((SQL / "count_window_rows.sql").read_text(), tbl)
+            left_sql = count_window_duplicates(tbl, _lit("%(window_start)s"), _lit("%(window_end)s"))
             with conn.transaction():
                 plan = [r[0] for r in conn.execute(b"EXPLAIN " + ours_sql.as_bytes(conn),
                                                    {"window_start": windows[0].start, "window_end": windows[0].end})]
@@ -142,7 +145,7 @@ def cleanup_latency(dsn: str) -> None:
             window_rows = []
             for w in windows:
                 p = {"window_start": w.start, "window_end": w.end}
-                window_rows.append(conn.execute(telemetry.render("bench/count_window_rows.sql", tbl), p).fetchone()[0])
+                window_rows.append(conn.execute(rows_sql, p).fetchone()[0])
                 for rep in range(REPEAT + 1):
                     for name, q in (("ours", ours_sql), ("reference", ref_sql)):
                         conn.execute("BEGIN")
@@ -200,15 +203,15 @@ def _row():
 def insert_rate(dsn: str, mode: str, n: int = INSERTS) -> float:
     import psycopg
 
-    from dupguard import telemetry
-    from dupguard.telemetry_insert import IdempotentInserter
+    from dupguard.telemetry.config import table_config
+    from dupguard.telemetry.insert import IdempotentInserter
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         if mode == "plain":
             q = "INSERT INTO blocks ({}) VALUES ({})".format(", ".join(COLS), ", ".join(["%s"] * len(COLS)))
             do = lambda r: conn.execute(q, r)  # noqa: E731
         else:
-            ins = IdempotentInserter(conn, telemetry.table_config("blocks"), COLS, recheck_seconds=3600)
+            ins = IdempotentInserter(conn, table_config("blocks"), COLS, recheck_seconds=3600)
             assert ins.mode == mode, (ins.mode, mode)
             do = ins.insert
         rows = [_row() for _ in range(n)]
@@ -229,13 +232,13 @@ def writer(dsn: str, stop, out) -> None:
 
     import psycopg
 
-    from dupguard import telemetry
-    from dupguard.telemetry_insert import IdempotentInserter
+    from dupguard.telemetry.config import table_config
+    from dupguard.telemetry.insert import IdempotentInserter
 
     rng = random.Random(42)
     lat, pending, n, dups = [], [], 0, 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        ins = IdempotentInserter(conn, telemetry.table_config("blocks"), COLS, recheck_seconds=1.0)
+        ins = IdempotentInserter(conn, table_config("blocks"), COLS, recheck_seconds=1.0)
         start = time.monotonic()
         deadline = start + 900
         while not stop.is_set() and time.monotonic() < deadline:
@@ -298,18 +301,19 @@ def baseline_migration(dsn: str) -> dict:
 
 
 def online_migration() -> dict:
-    from dupguard import telemetry, telemetry_unique
+    from dupguard.common.connections import pg_connect
+    from dupguard.telemetry import unique_index
+    from dupguard.telemetry.config import table_config
 
-    from dupguard.connections import pg_conninfo
-
-    pg_conninfo(CONN_ID)  # import Airflow's connection machinery before the clock starts
-    tbl = telemetry.table_config("blocks")
+    with pg_connect(CONN_ID):  # load Airflow's connection machinery before the clock starts
+        pass
+    tbl = table_config("blocks")
     t0 = time.perf_counter()
-    d = telemetry_unique.dedup_table(CONN_ID, tbl)
+    d = unique_index.dedup_table(CONN_ID, tbl)
     t1 = time.perf_counter()
-    b = telemetry_unique.build_unique_index(CONN_ID, tbl)
+    b = unique_index.build_unique_index(CONN_ID, tbl)
     t2 = time.perf_counter()
-    telemetry_unique.drop_old_index(CONN_ID, tbl)
+    unique_index.drop_old_index(CONN_ID, tbl)
     t3 = time.perf_counter()
     return {"dedup_s": t1 - t0, "index_s": t2 - t1, "drop_s": t3 - t2, "total_s": t3 - t0,
             "deleted": d["rows_deleted"], "batches": d["batches"], "longest_batch_s": d["longest_batch_s"],

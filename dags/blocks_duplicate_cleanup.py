@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-from dupguard import telemetry
-from dupguard.dagkit import dag_kwargs
+from dupguard.common.dagkit import dag_kwargs
+from dupguard.telemetry import config
 
 
 @dag(
@@ -40,34 +40,48 @@ from dupguard.dagkit import dag_kwargs
         default_args_overrides={"retry_delay": timedelta(seconds=10),
                                 "execution_timeout": timedelta(minutes=2)},
         params={
-            "lookback_minutes": Param(5, type="number", minimum=1, description="window reaches back this far"),
-            "max_catchup_hours": Param(24, type="number", minimum=0.1,
-                                       description="after downtime, reach back to the last success at most this far"),
-            "lock_timeout_ms": Param(telemetry.DEFAULT_LOCK_TIMEOUT_MS, type="integer", minimum=1),
-            "statement_timeout_ms": Param(telemetry.DEFAULT_STATEMENT_TIMEOUT_MS, type="integer", minimum=1),
+            "lookback_minutes": Param(config.DEFAULT_LOOKBACK_MINUTES, type="number", minimum=1,
+                                      title="Lookback (minutes)",
+                                      description="The window reaches back this far from the run's logical date."),
+            "max_catchup_hours": Param(config.DEFAULT_MAX_CATCHUP_HOURS, type="number", minimum=0.1,
+                                       title="Max catch-up (hours)",
+                                       description="After downtime the window reaches back to the last successful "
+                                                   "run, at most this far."),
+            "lock_timeout_ms": Param(config.DEFAULT_LOCK_TIMEOUT_MS, type="integer", minimum=1,
+                                     title="Lock timeout (ms)",
+                                     description="The delete gives up (and the task retries) when a lock is not "
+                                                 "granted within this time."),
+            "statement_timeout_ms": Param(config.DEFAULT_STATEMENT_TIMEOUT_MS, type="integer", minimum=1,
+                                          title="Statement timeout (ms)",
+                                          description="A delete running longer than this is cancelled."),
         },
     ),
 )
 def blocks_duplicate_cleanup():
     @task
-    def delete_duplicates(table_key: str) -> dict:
+    def delete_duplicates(table_key: str, params=None, logical_date=None, data_interval_end=None, dag_run=None,
+                          prev_data_interval_end_success=None, prev_start_date_success=None) -> dict:
         """Delete every extra copy of the ids that have a row inserted in this run's window
         (keep the oldest insert_time, NULL last, ties by ctid) in one short transaction with
         lock_timeout and statement_timeout; skipped when a valid unique index exists. Returns
         the window, rows deleted and ids affected."""
-        from dupguard.telemetry_tasks import run_cleanup
+        from dupguard.telemetry import tasks
 
-        return run_cleanup(get_current_context(), table_key)
+        window = tasks.run_window(params, logical_date, data_interval_end, dag_run,
+                                  prev_data_interval_end_success, prev_start_date_success)
+        return tasks.delete_duplicates(table_key, params, window)
 
     @task
-    def quality_gate() -> dict:
+    def quality_gate(params=None, logical_date=None, data_interval_end=None, dag_run=None,
+                     prev_data_interval_end_success=None, prev_start_date_success=None) -> dict:
         """great-expectations gate: no id with a row in this run's window has more than one row
         in any cleaned table. Fails the run (and alerts) otherwise."""
-        from dupguard.telemetry_tasks import run_window_gate
+        from dupguard.telemetry import tasks
 
-        return run_window_gate(get_current_context())
+        return tasks.window_gate(tasks.run_window(params, logical_date, data_interval_end, dag_run,
+                                                  prev_data_interval_end_success, prev_start_date_success))
 
-    deletes = [delete_duplicates.override(task_id=f"delete_duplicate_{key}")(key) for key in telemetry.TABLE_KEYS]
+    deletes = [delete_duplicates.override(task_id=f"delete_duplicate_{key}")(key) for key in config.TABLE_KEYS]
     deletes >> quality_gate()
 
 

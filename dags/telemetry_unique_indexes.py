@@ -25,61 +25,63 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import Param, chain, dag, task
 
-from dupguard import telemetry, telemetry_unique
-from dupguard.dagkit import dag_kwargs
+from dupguard.common.dagkit import dag_kwargs
+from dupguard.telemetry import config
 
 
 @dag(
     dag_id="telemetry_unique_indexes",
     **dag_kwargs(
         doc_md=__doc__,
-        tags=["telemetry", "postgres", "unique-index"],
+        tags=["telemetry", "postgres", "migration"],
         schedule=None,
         default_args_overrides={"retry_delay": timedelta(seconds=30)},
         params={
-            "batch_size": Param(telemetry_unique.DEFAULT_BATCH_SIZE, type="integer", minimum=1,
-                                description="duplicate ids cleaned per transaction"),
-            "max_build_attempts": Param(telemetry_unique.DEFAULT_MAX_BUILD_ATTEMPTS, type="integer", minimum=1,
-                                        description="CREATE UNIQUE INDEX CONCURRENTLY attempts per table"),
+            "batch_size": Param(config.DEFAULT_BATCH_SIZE, type="integer", minimum=1, title="Batch size (ids)",
+                                description="Duplicate ids cleaned per transaction: no row lock outlives one batch."),
+            "max_build_attempts": Param(config.DEFAULT_MAX_BUILD_ATTEMPTS, type="integer", minimum=1,
+                                        title="Max build attempts",
+                                        description="CREATE UNIQUE INDEX CONCURRENTLY attempts per table; each "
+                                                    "failed one cleans the copies writers added meanwhile."),
         },
     ),
 )
 def telemetry_unique_indexes():
     @task
-    def dedup(table_key: str) -> dict:
+    def dedup(table_key: str, params=None) -> dict:
         """Remove every duplicate of the whole table in short batches walked in id order
         (progress logged in counts and percent). Skipped once a valid unique index exists."""
-        from dupguard.telemetry_tasks import run_dedup
+        from dupguard.telemetry import tasks
 
-        return run_dedup(get_current_context(), table_key)
+        return tasks.dedup(table_key, params)
 
     @task
-    def build_unique_index(table_key: str) -> dict:
+    def build_unique_index(table_key: str, params=None) -> dict:
         """CREATE UNIQUE INDEX CONCURRENTLY on the id column; drops an INVALID leftover first,
         and on a unique violation (writers added duplicates) cleans again and retries."""
-        from dupguard.telemetry_tasks import run_build
+        from dupguard.telemetry import tasks
 
-        return run_build(get_current_context(), table_key)
+        return tasks.build_unique_index(table_key, params)
 
     @task
     def drop_old_index(table_key: str) -> dict:
         """DROP INDEX CONCURRENTLY of the old non-unique id index, once the unique one is valid."""
-        from dupguard.telemetry_tasks import run_drop_old
+        from dupguard.telemetry import tasks
 
-        return run_drop_old(get_current_context(), table_key)
+        return tasks.drop_old_index(table_key)
 
     @task
     def quality_gate() -> dict:
         """great-expectations gate: a valid unique index on each id column, no invalid id
         index left, zero duplicate ids in each table."""
-        from dupguard.telemetry_tasks import run_unique_gate
+        from dupguard.telemetry import tasks
 
-        return run_unique_gate(get_current_context())
+        return tasks.unique_gate()
 
     gate = quality_gate()
-    for key in telemetry.TABLE_KEYS:
+    for key in config.TABLE_KEYS:
         chain(dedup.override(task_id=f"dedup_{key}")(key),
               build_unique_index.override(task_id=f"build_unique_index_{key}")(key),
               drop_old_index.override(task_id=f"drop_old_index_{key}")(key),

@@ -36,62 +36,19 @@ for p in (str(ROOT / "plugins"), str(ROOT)):
 
 log = logging.getLogger("demo_telemetry")
 
-HISTORY_SQL = """
-WITH procs AS (
-    SELECT md5('proc' || p)::uuid AS process_id, p FROM generate_series(1, 40) AS p
-)
-INSERT INTO processes (process_id, exe, username, realname, computer, distro, cpu_brand, tsc_frequency,
-                       start_time, start_ticks, insert_time, parent_process_id, properties)
-SELECT process_id, 'game-server-' || p, 'svc', 'Service', 'host-' || (p %% 7), 'debian', 'x86', 3000000000,
-       %(t0)s::timestamptz + p * interval '1 hour', p * 1000,
-       %(t0)s::timestamptz + p * interval '1 hour', NULL, ARRAY[ROW('env', 'demo')::micromegas_property]
-FROM procs;
-
-INSERT INTO processes  -- retried process registrations: 1 in 5, 3-60 s later; two with a NULL time
-SELECT process_id, exe, username, realname, computer, distro, cpu_brand, tsc_frequency, start_time, start_ticks,
-       CASE WHEN start_ticks IN (5000, 10000) THEN NULL ELSE insert_time + (3 + start_ticks %% 57) * interval '1 second' END,
-       parent_process_id, properties
-FROM processes WHERE start_ticks %% 5000 = 0 AND insert_time < %(t0)s::timestamptz + interval '1 day';
-
-INSERT INTO streams (stream_id, process_id, tags, properties, insert_time)
-SELECT md5('stream' || s)::uuid, md5('proc' || (1 + s %% 40))::uuid, ARRAY['log', 'metrics'],
-       ARRAY[ROW('kind', 'log')::micromegas_property], %(t0)s::timestamptz + s * interval '20 minutes'
-FROM generate_series(1, 200) AS s;
-
-INSERT INTO streams  -- retried stream registrations
-SELECT stream_id, process_id, dependencies_metadata, objects_metadata, tags, properties, insert_time + interval '7 seconds'
-FROM streams WHERE get_byte(decode(md5(stream_id::text), 'hex'), 0) < 20
-  AND insert_time < %(t0)s::timestamptz + interval '1 day';
-
-INSERT INTO blocks (block_id, stream_id, process_id, begin_time, begin_ticks, end_time, end_ticks,
-                    nb_objects, object_offset, payload_size, insert_time)
-SELECT id, md5('stream' || (1 + g %% 200))::uuid, md5('proc' || (1 + g %% 40))::uuid,
-       t - interval '1 second', g * 100, t, g * 100 + 99, 1 + g %% 64, g * 64, 256 + g %% 8192,
-       CASE WHEN kind = 'null' THEN NULL ELSE t + delay END
-FROM (
-    SELECT g, gen_random_uuid() AS id, %(t0)s::timestamptz + g * interval '6 seconds' AS t
-    FROM generate_series(1, %(n)s) AS g
-) AS base
-CROSS JOIN LATERAL (
-    SELECT 'first' AS kind, interval '0' AS delay
-    UNION ALL SELECT 'retry', (1 + g %% 90) * interval '1 second' WHERE g %% 40 = 0 AND g < 14400
-    UNION ALL SELECT 'retry2', (91 + g %% 30) * interval '1 second' WHERE g %% 400 = 0 AND g < 14400
-    UNION ALL SELECT 'tie', interval '0' WHERE g %% 500 = 7 AND g < 14400
-    UNION ALL SELECT 'null', interval '0' WHERE g %% 700 = 11 AND g < 14400
-) AS copies;
-"""
+SQL_DIR = Path(__file__).resolve().parent / "sql" / "telemetry"
 
 
 def _connect(autocommit: bool = True):
-    from dupguard import settings
-    from dupguard.connections import pg_connect
+    from dupguard.common import settings
+    from dupguard.common.connections import pg_connect
 
     return pg_connect(settings.TELEMETRY_CONN_ID, autocommit=autocommit, application_name="dupguard:demo")
 
 
 def setup() -> None:
     """Create the schema and, once, load 3 days of history with duplicates."""
-    from dupguard import settings
+    from dupguard.common import settings
 
     with _connect() as conn:
         conn.execute(settings.read_sql("telemetry/schema/create_tables.sql"))
@@ -101,7 +58,8 @@ def setup() -> None:
         t0 = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=3)
         n = 3 * 24 * 3600 // 6  # one block every 6 s for 3 days
         with conn.transaction():
-            for statement in HISTORY_SQL.split(";\n\n"):  # bound values: one statement at a time
+            history = (SQL_DIR / "load_history.sql").read_text()
+            for statement in history.split(";\n\n"):  # bound values: one statement at a time
                 conn.execute(statement, {"t0": t0, "n": n})
         conn.execute("ANALYZE processes, streams, blocks")
         counts = {t: conn.execute(f"SELECT count(*), count(*) - count(DISTINCT {c}) FROM {t}").fetchone()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from dupguard import settings
+from dupguard.common import settings
 
 TABLES = ("blocks", "streams", "processes")
 _dates = itertools.count()

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from dupguard import settings
+from dupguard.common import settings
 from tests.telemetry.conftest import (add_block, add_process, add_stream, rows_of, total_duplicate_ids)
 
 L = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)  # later than every other test's dates
@@ -22,6 +22,9 @@ def scenario(pg_cluster, run_dag):
     conn = psycopg.connect(pg_cluster.dsn("telemetry"), autocommit=True)
     conn.execute("DROP TABLE IF EXISTS blocks, streams, processes CASCADE")
     conn.execute(settings.read_sql("telemetry/schema/create_tables.sql"))
+    # a successful run a minute earlier, on the empty tables: the window under test is the plain
+    # lookback whatever runs other test modules left in the metadata database
+    assert run_dag("blocks_duplicate_cleanup", logical_date=L - M).state == "success"
     ids = {}
     # a pair inside the window: the older copy (nb_objects=1) must survive
     ids["pair"] = add_block(conn, None, L - 3 * M, nb_objects=1)
@@ -146,15 +149,16 @@ def test_gate_ignores_a_retry_that_lands_after_the_window(tdb):
     """Live traffic: a retry of a window id inserted after the window's end (between the delete
     and the gate) belongs to the next run's window; the gate must not fail on it, and must
     still fail on a copy inside the window."""
-    from dupguard import telemetry
-    from dupguard.gate import GateFailed
+    from dupguard.common.gate import GateFailed
+    from dupguard.telemetry.gates import window_gate
+    from dupguard.telemetry.window import Window
 
     end = datetime(2025, 9, 1, 12, 0, tzinfo=timezone.utc)
-    window = telemetry.Window(end - timedelta(minutes=5), end, "lookback")
+    window = Window(end - timedelta(minutes=5), end, "lookback")
     bid = add_block(tdb, None, end - timedelta(seconds=20))
     add_block(tdb, bid, end + timedelta(seconds=15))  # the client's retry, after the window closed
-    summary = telemetry.window_gate(settings.TELEMETRY_CONN_ID, [telemetry.table_config("blocks")], window)
+    summary = window_gate(settings.TELEMETRY_CONN_ID, window)
     assert summary["success"]
     add_block(tdb, bid, end - timedelta(seconds=5))  # a copy inside the window: a real leftover
-    with pytest.raises(GateFailed):
-        telemetry.window_gate(settings.TELEMETRY_CONN_ID, [telemetry.table_config("blocks")], window)
+    with pytest.raises(GateFailed, match="blocks_duplicate_ids"):
+        window_gate(settings.TELEMETRY_CONN_ID, window)

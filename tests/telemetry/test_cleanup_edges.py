@@ -5,8 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dupguard import settings, telemetry
-from dupguard.telemetry import TelemetryConfigError, TelemetryTable, compute_window
+from dupguard.common import settings
+from dupguard.telemetry.catalog import render
+from dupguard.telemetry.cleanup import cleanup_table
+from dupguard.telemetry.config import TelemetryConfigError, TelemetryTable, table_config
+from dupguard.telemetry.window import compute_window
 from tests.telemetry.conftest import add_block, add_process, add_stream, rows_of
 
 M = timedelta(minutes=1)
@@ -70,6 +73,16 @@ def test_catch_up_reaches_back_to_the_last_successful_run(tdb, run_dag, logical_
     assert rows_of(tdb, "blocks", "block_id", pid) == [(L + 10 * M, 1)]
 
 
+def _tries(result, task_id: str) -> int:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.query(TaskInstance.try_number).filter(
+            TaskInstance.dag_id == result.dag_id, TaskInstance.run_id == result.run_id,
+            TaskInstance.task_id == task_id).scalar()
+
+
 def test_missing_table_fails_its_task_only(tdb, run_dag, logical_date):
     L = logical_date
     bid = add_block(tdb, None, L - 2 * M)
@@ -80,6 +93,7 @@ def test_missing_table_fails_its_task_only(tdb, run_dag, logical_date):
     r = run_dag("blocks_duplicate_cleanup", logical_date=L)
     assert r.state == "failed"
     assert r.task_states["delete_duplicate_streams"] == "failed"
+    assert _tries(r, "delete_duplicate_streams") == 1  # a missing table fails at once, no retry
     assert r.task_states["delete_duplicate_blocks"] == "success"
     assert r.task_states["delete_duplicate_processes"] == "success"
     assert len(rows_of(tdb, "blocks", "block_id", bid)) == 1
@@ -90,16 +104,16 @@ def test_missing_table_and_column_errors_name_them(tdb):
     conn_id = settings.TELEMETRY_CONN_ID
     w = compute_window(T0, None)
     with pytest.raises(TelemetryConfigError, match=r"public\.nope does not exist"):
-        telemetry.cleanup_table(conn_id, TelemetryTable("nope", "public", "nope", "id"), w)
+        cleanup_table(conn_id, TelemetryTable("nope", "public", "nope", "id"), w)
     with pytest.raises(TelemetryConfigError, match=r"column public\.blocks\.blockid does not exist"):
-        telemetry.cleanup_table(conn_id, TelemetryTable("blocks", "public", "blocks", "blockid"), w)
+        cleanup_table(conn_id, TelemetryTable("blocks", "public", "blocks", "blockid"), w)
     with pytest.raises(TelemetryConfigError, match=r"column public\.blocks\.inserted does not exist"):
-        telemetry.cleanup_table(conn_id, TelemetryTable("blocks", "public", "blocks", "block_id", "inserted"), w)
+        cleanup_table(conn_id, TelemetryTable("blocks", "public", "blocks", "block_id", "inserted"), w)
     with pytest.raises(TelemetryConfigError, match="unknown telemetry table 'bloks'"):
-        telemetry.table_config("bloks")
+        table_config("bloks")
     tdb.execute("DROP INDEX block_id")
     with pytest.raises(TelemetryConfigError, match=r"no index leads with public\.blocks\.block_id"):
-        telemetry.cleanup_table(conn_id, telemetry.table_config("blocks"), w)
+        cleanup_table(conn_id, table_config("blocks"), w)
 
 
 def test_unreachable_database_is_a_clear_error(monkeypatch):
@@ -108,16 +122,19 @@ def test_unreachable_database_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_TELEMETRY_POSTGRES", json.dumps(
         {"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "postgres", "schema": "telemetry"}))
     with pytest.raises(ConnectionError, match="telemetry_postgres"):
-        telemetry.cleanup_table(settings.TELEMETRY_CONN_ID, telemetry.table_config("blocks"), compute_window(T0, None))
+        cleanup_table(settings.TELEMETRY_CONN_ID, table_config("blocks"), compute_window(T0, None))
 
 
 def test_gate_fails_when_duplicates_survive(tdb):
-    from dupguard.gate import GateFailed
+    from dupguard.common.gate import GateFailed
+    from dupguard.telemetry.gates import window_gate
 
     bid = add_block(tdb, None, T0 - M)
     add_block(tdb, bid, T0 - 2 * M)
-    with pytest.raises(GateFailed, match="blocks_duplicate_ids"):
-        telemetry.window_gate(settings.TELEMETRY_CONN_ID, list(telemetry.TABLES), compute_window(T0, None))
+    with pytest.raises(GateFailed, match="blocks_duplicate_ids") as failed:
+        window_gate(settings.TELEMETRY_CONN_ID, compute_window(T0, None))
+    assert failed.value.summary["offending"] == [f"public.blocks.block_id={bid}"]  # the alert names the id
+    assert str(bid) in str(failed.value)
 
 
 def test_lock_timeout_fails_instead_of_waiting(tdb, pg_cluster):
@@ -129,7 +146,7 @@ def test_lock_timeout_fails_instead_of_waiting(tdb, pg_cluster):
     with psycopg.connect(pg_cluster.dsn("telemetry")) as holder:
         holder.execute("LOCK TABLE blocks IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(psycopg.errors.LockNotAvailable):
-            telemetry.cleanup_table(settings.TELEMETRY_CONN_ID, telemetry.table_config("blocks"),
+            cleanup_table(settings.TELEMETRY_CONN_ID, table_config("blocks"),
                                     compute_window(T0, None), lock_timeout_ms=300)
         holder.rollback()
     assert len(rows_of(tdb, "blocks", "block_id", bid)) == 2
@@ -142,9 +159,9 @@ def test_cleanup_probes_through_the_id_index(tdb):
                    SELECT gen_random_uuid(), timestamptz '2025-01-01' + g * interval '50 ms'
                    FROM generate_series(1, 200000) g""")
     tdb.execute("ANALYZE blocks")
-    tbl = telemetry.table_config("blocks")
+    tbl = table_config("blocks")
     w = compute_window(datetime(2025, 1, 1, 2, tzinfo=timezone.utc), None)
-    query = telemetry.render("cleanup/delete_window_duplicates.sql", tbl)
+    query = render("cleanup/delete_window_duplicates.sql", tbl)
     with tdb.transaction():
         plan = "\n".join(r[0] for r in tdb.execute(
             b"EXPLAIN " + query.as_bytes(tdb), {"window_start": w.start, "window_end": w.end}))

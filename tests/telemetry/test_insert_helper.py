@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from dupguard import telemetry
-from dupguard.telemetry_insert import NOT_EXISTS, ON_CONFLICT, IdempotentInserter
+from dupguard.telemetry.config import table_config
+from dupguard.telemetry.insert import NOT_EXISTS, ON_CONFLICT, IdempotentInserter
 
 T = datetime(2025, 3, 1, tzinfo=timezone.utc)
 COLS = ["block_id", "stream_id", "process_id", "begin_time", "nb_objects", "insert_time"]
@@ -24,7 +24,7 @@ def count(conn, bid):
 
 
 def test_not_exists_insert_writes_once(tdb):
-    ins = IdempotentInserter(tdb, telemetry.table_config("blocks"), COLS)
+    ins = IdempotentInserter(tdb, table_config("blocks"), COLS)
     assert ins.mode == NOT_EXISTS
     bid = uuid.uuid4()
     assert ins.insert(row(bid)) is True
@@ -34,7 +34,7 @@ def test_not_exists_insert_writes_once(tdb):
 
 
 def test_switches_to_on_conflict_once_the_unique_index_is_valid(tdb):
-    ins = IdempotentInserter(tdb, telemetry.table_config("blocks"), COLS, recheck_seconds=0)
+    ins = IdempotentInserter(tdb, table_config("blocks"), COLS, recheck_seconds=0)
     tdb.execute("CREATE UNIQUE INDEX blocks_block_id_unique ON blocks (block_id)")
     assert ins.mode == ON_CONFLICT
     bid = uuid.uuid4()
@@ -54,7 +54,7 @@ def test_invalid_unique_index_keeps_not_exists_mode(tdb):
     tdb.execute("INSERT INTO blocks (block_id) VALUES (%s), (%s)", (bid, bid))
     with pytest.raises(psycopg.errors.UniqueViolation):
         tdb.execute("CREATE UNIQUE INDEX CONCURRENTLY blocks_block_id_unique ON blocks (block_id)")
-    ins = IdempotentInserter(tdb, telemetry.table_config("blocks"), COLS)
+    ins = IdempotentInserter(tdb, table_config("blocks"), COLS)
     assert ins.mode == NOT_EXISTS  # ON CONFLICT would fail on every insert
     new = uuid.uuid4()
     assert ins.insert(row(new)) is True and ins.insert(row(new)) is False
@@ -62,7 +62,7 @@ def test_invalid_unique_index_keeps_not_exists_mode(tdb):
 
 def test_inside_a_caller_transaction(tdb, pg_cluster):
     with psycopg.connect(pg_cluster.dsn("telemetry")) as conn:
-        ins = IdempotentInserter(conn, telemetry.table_config("blocks"), COLS)
+        ins = IdempotentInserter(conn, table_config("blocks"), COLS)
         bid = uuid.uuid4()
         assert ins.insert(row(bid)) and not ins.insert(row(bid))
         conn.commit()
@@ -71,7 +71,7 @@ def test_inside_a_caller_transaction(tdb, pg_cluster):
 
 def test_bad_input_is_refused(tdb):
     with pytest.raises(ValueError, match="no column"):
-        IdempotentInserter(tdb, telemetry.table_config("blocks"), ["block_id", "nope"])
-    ins = IdempotentInserter(tdb, telemetry.table_config("blocks"), COLS)
+        IdempotentInserter(tdb, table_config("blocks"), ["block_id", "nope"])
+    ins = IdempotentInserter(tdb, table_config("blocks"), COLS)
     with pytest.raises(ValueError, match="NULL block_id"):
         ins.insert(row(None))

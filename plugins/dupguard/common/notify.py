@@ -92,7 +92,8 @@ def describe_failure(exception: Any, dag_id: str, task_id: str) -> dict[str, Any
         out.update(error=str(exception), kind="error")
     if isinstance(exception, (GateFailed, GateError)):
         out["kind"] = f"{type(exception).__name__}:{exception.gate}"
-    if isinstance(exception, GateFailed):
+    if isinstance(exception, GateFailed):  # the expectations are listed in words below the error
+        out["error"] = out["error"].splitlines()[0]
         summary = exception.summary or {}
         out["expectations"] = [expectation_words(f) for f in exception.failures]
         out["offending"] = summary.get("offending") or []
@@ -315,6 +316,10 @@ class DupguardNotifier(BaseNotifier):
         if event not in ("failure", "success"):
             raise ValueError(event)
         self.event = event
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render (no template fields); and a DAG callback's context holds a serialized
+        DAG that has no template environment, so the base class's rendering would fail there."""
 
     def notify(self, context: dict[str, Any]) -> None:
         try:

@@ -70,8 +70,8 @@ def valid_unique_index(conn, oid: int, cols: Sequence[str]) -> str | None:
 
 
 def drop_invalid_indexes(conn, schema: str, oid: int, cols: Sequence[str], why: str) -> list[str]:
-    """``DROP INDEX CONCURRENTLY`` every INVALID index on exactly ``cols`` (a killed concurrent build
-    leaves one; a unique one still rejects new rows). ``conn`` must be in autocommit."""
+    """``DROP INDEX CONCURRENTLY`` every INVALID index on exactly ``cols`` (a failed or killed concurrent
+    build leaves one; killed after it was marked ready, a unique one still rejects new rows). ``conn`` must be in autocommit."""
     from psycopg import sql
 
     dropped = []
@@ -129,9 +129,8 @@ def build_unique_index(conn, *, schema: str, table: str, cols: Sequence[str], in
 
     An INVALID leftover on those columns (a killed build) is dropped first; a valid unique index
     already there is returned as is (``status: exists``). Each attempt runs ``CREATE UNIQUE INDEX
-    CONCURRENTLY``; when writers slipped new duplicates in, ``clean()`` removes them while the failed
-    index still rejects new copies of the keys it holds, the invalid index is dropped and the build
-    retried; a lock or statement timeout or a deadlock is retried too. After ``max_attempts`` it
+    CONCURRENTLY``; when writers slipped new duplicates in, ``clean()`` removes them, the invalid index
+    is dropped and the build retried; a lock or statement timeout or a deadlock is retried too. After ``max_attempts`` it
     raises :class:`UniqueIndexBuildFailed` with ``writer_advice``; no invalid index is left behind.
     """
     import psycopg

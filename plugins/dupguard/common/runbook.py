@@ -26,7 +26,7 @@ ENTRIES: tuple[Entry, ...] = (
           "telemetry blocks, streams, processes"),
     Entry("blocks_duplicate_cleanup", "quality_gate", "gate failed",
           "copies inserted before the window's end survived the delete",
-          "clear the run (it converges); list the ids with include/sql/telemetry/cleanup/count_window_duplicates.sql",
+          "clear the run (it converges); list the ids with include/sql/telemetry/cleanup/find_window_duplicates.sql",
           "telemetry blocks, streams, processes"),
     Entry("blocks_duplicate_cleanup", "<run>", "run timed out (5 min)",
           "a delete waited on locks for the whole run",

@@ -12,6 +12,10 @@ The mode is read from the catalog and re-checked every ``recheck_seconds``. A un
 violation (a unique index being built concurrently already enforces uniqueness) means the
 id is there: the insert reports "already present" instead of failing.
 
+    from dupguard.common.connections import pg_connect
+    from dupguard.common.settings import TELEMETRY_CONN_ID
+    from dupguard.telemetry.config import table_config
+
     with pg_connect(TELEMETRY_CONN_ID, autocommit=True) as conn:
         ins = IdempotentInserter(conn, table_config("blocks"))
         inserted = ins.insert({"block_id": ..., "stream_id": ..., "insert_time": ...})
@@ -23,7 +27,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dupguard.telemetry import TelemetryTable, check_table, valid_unique_index
+from dupguard.telemetry.catalog import check_table, unique_index
+from dupguard.telemetry.config import TelemetryTable
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +92,7 @@ class IdempotentInserter:
 
     def refresh(self) -> str:
         with self.conn.transaction():
-            unique = valid_unique_index(self.conn, self._oid, self.tbl.id_column)
+            unique = unique_index(self.conn, self.tbl, self._oid)
         new = ON_CONFLICT if unique else NOT_EXISTS
         if new != self._mode:
             log.info("%s inserts: %s", self.tbl.qualified,

@@ -1,0 +1,61 @@
+"""The configured tables as the database sees them: checked against the catalog before any
+step touches them, and their SQL composed with identifiers quoted by the driver."""
+from __future__ import annotations
+
+from typing import Any
+
+from dupguard.common import pg, settings
+from dupguard.telemetry.config import TelemetryConfigError, TelemetryTable
+
+
+def idents(tbl: TelemetryTable) -> dict[str, Any]:
+    """psycopg ``sql`` pieces for the table's identifiers (quoted by the driver)."""
+    from psycopg import sql
+
+    return {"table": sql.Identifier(tbl.schema, tbl.table), "id": sql.Identifier(tbl.id_column),
+            "time": sql.Identifier(tbl.time_column)}
+
+
+def compose(text: str, tbl: TelemetryTable, **extra: Any):
+    """``text`` with the table's identifiers filled in, and ``{extra_copies}``: the keep rule
+    (``include/sql/telemetry/extra_copies.sql``) shared by every delete."""
+    from psycopg import sql
+
+    ids = idents(tbl)
+    keep_rule = sql.SQL(settings.read_sql("telemetry/extra_copies.sql")).format(**ids)
+    return sql.SQL(text).format(**ids, extra_copies=keep_rule, **extra)
+
+
+def render(relative: str, tbl: TelemetryTable, **extra: Any):
+    """``include/sql/telemetry/<relative>`` composed for ``tbl`` (see :func:`compose`)."""
+    return compose(settings.read_sql(f"telemetry/{relative}"), tbl, **extra)
+
+
+def check_table(conn, tbl: TelemetryTable, *, need_indexes: bool = True) -> int:
+    """Validate that the table and its columns exist (and are indexed); returns the table oid.
+
+    Raises :class:`TelemetryConfigError` naming what is missing.
+    """
+    oid = pg.table_oid(conn, tbl.schema, tbl.table)
+    if oid is None:
+        raise TelemetryConfigError(f"telemetry table {tbl.qualified} does not exist "
+                                   f"(configured as '{tbl.key}' in dupguard.telemetry.config.TABLES)")
+    cols = pg.columns(conn, oid)
+    roles = (("id", tbl.id_column), ("time", tbl.time_column))
+    for role, col in roles:
+        if col not in cols:
+            raise TelemetryConfigError(f"column {tbl.qualified}.{col} does not exist (configured as the {role} "
+                                       f"column of '{tbl.key}'; the table has: {', '.join(sorted(cols))})")
+    if need_indexes:
+        for role, col in roles:
+            if not pg.leading_index_exists(conn, oid, col):
+                raise TelemetryConfigError(
+                    f"no index leads with {tbl.qualified}.{col} (the {role} column): the cleanup would scan "
+                    f"the whole table every minute; create it first, e.g. CREATE INDEX CONCURRENTLY ON "
+                    f"{tbl.qualified} ({col})")
+    return oid
+
+
+def unique_index(conn, tbl: TelemetryTable, oid: int) -> str | None:
+    """Name of a valid unique btree index on exactly the id column, or None."""
+    return pg.valid_unique_index(conn, oid, [tbl.id_column])
