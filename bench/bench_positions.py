@@ -7,7 +7,7 @@ twice, 10% of the conditions resolved since published as open so every fill is i
 Each variant runs in its own subprocess so its peak RSS (ru_maxrss) is its own:
 
 * exact FIFO (``include/sql/positions/build_positions.sql``, what the DAG runs);
-* the original plan's approximate SQL (``bench_approx_positions.sql``) and how many lots
+* the original plan's approximate SQL (``bench/sql/positions/approx_positions.sql``) and how many lots
   it gets wrong (tokens sold or proceeds off by more than 1e-6 against exact FIFO);
 * a row-by-row Python FIFO (``tests/positions/fifo_reference.py``) at 1M and 5M (its time
   counts only the FIFO loop, not reading the fills, which favours it);
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from bench.common import ROOT, print_table
@@ -36,6 +37,7 @@ PYTHON_SIZES = {1_000_000, 5_000_000}
 REPEAT = {1_000_000: 3, 5_000_000: 3, 20_000_000: 3}
 TARGET_20M_SECONDS = 20.0
 TARGET_20M_RSS_GB = 3.0
+APPROX_SQL = ROOT / "bench" / "sql" / "positions" / "approx_positions.sql"
 
 
 # --- worker side (runs in a subprocess) -------------------------------------
@@ -45,64 +47,58 @@ def _client(path: str):
     return clickhouse_connect.get_client(interface="chdb", path=path)
 
 
-def _tables(db: str):
-    from dupguard import positions
+def _tables(db: str, **names: str):
+    from dupguard.positions.tables import Tables
 
-    return positions.Tables(db=db)
+    return Tables(db=db, **names)
 
 
 def _generate(client, db: str, n: int) -> dict:
-    from dupguard import positions
+    from dupguard.positions import tables
+    from tools import demo_polymarket
 
     t = _tables(db)
-    client.command("DROP DATABASE IF EXISTS {db:Identifier}", parameters={"db": db})
-    client.command("CREATE DATABASE {db:Identifier}", parameters={"db": db})
-    for name in ("create_fills", "create_resolutions", "create_unified"):
-        client.command(positions.sql(name), parameters=t.params())
+    client.command(f"DROP DATABASE IF EXISTS {tables.ident(db)}")
+    client.command(f"CREATE DATABASE {tables.ident(db)}")
+    demo_polymarket.create_sources(client, t)
+    tables.create_unified(client, t)
     conditions = 20_000
-    client.command(positions.sql("generate_fills"), parameters=t.params(
-        seed=42, start="2025-01-01 00:00:00", span_seconds=30 * 86400, n_wallets=100_000,
-        n_conditions=conditions, n_fills=n))
-    q = positions.qualified(db, positions.FILLS_TABLE)
-    client.command(f"INSERT INTO {q} SELECT * REPLACE (_version + 1 AS _version) FROM {q} "
-                   "WHERE cityHash64(fill_id) % 100 = 0")
+    demo_polymarket.generate_fills(client, t, seed=42, start=datetime(2025, 1, 1), span_seconds=30 * 86400,
+                                   n_wallets=100_000, n_conditions=conditions, n_fills=n)
+    demo_polymarket.redeliver_fills(client, t)
     # 10% of the conditions resolved since they were published as open (so every fill is in scope)
-    r = positions.qualified(db, positions.RESOLUTIONS_TABLE)
+    r, u = t.q(t.resolutions), t.q(t.unified)
     client.command(f"INSERT INTO {r} SELECT concat('0xc', leftPad(toString(number * 10), 8, '0')), "
                    "if(number % 2 = 0, '[1,0]', '[\"0\",\"1\"]'), 1, toDateTime('2025-02-01 00:00:00'), 1, '0x', 0 "
                    f"FROM numbers({conditions // 10})")
-    u = positions.qualified(db, positions.UNIFIED_TABLE)
-    client.command(f"INSERT INTO {u} (tx_hash, wallet, condition_id, outcome_index, entry_time, resolved_at, cost_usd, "
-                   "tokens, tokens_sold_early, tokens_held, exit_value, pnl_usd, roi, pct_sold_early, is_maker, is_short, "
-                   "is_closed) SELECT '0xold', 'w', condition_id, 0, resolved_at, NULL, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0 "
-                   f"FROM {r}")
-    rows = client.query(f"SELECT count(), uniqExact(wallet), uniqExact(wallet, condition_id, outcome_index) FROM {q}"
-                        ).result_rows[0]
+    # published as open (the other columns take their defaults: resolved_at NULL = open)
+    client.command(f"INSERT INTO {u} (tx_hash, wallet, condition_id, entry_time, cost_usd, tokens, tokens_held) "
+                   f"SELECT '0xold', 'w', condition_id, resolved_at, 1, 1, 1 FROM {r}")
+    rows = client.query(f"SELECT count(), uniqExact(wallet), uniqExact(wallet, condition_id, outcome_index) "
+                        f"FROM {t.q(t.fills)}").result_rows[0]
     return {"fill_rows": int(rows[0]), "wallets": int(rows[1]), "keys": int(rows[2])}
 
 
 def _exact(client, db: str) -> dict:
-    from dupguard import positions
+    from dupguard.positions import build
 
-    out = positions.build(client, _tables(db))
+    out = build.build(client, _tables(db))
     return {"lots": out["staged_rows"], "resolved_lots": out["staged_resolved"]}
 
 
 def _approx(client, db: str) -> dict:
-    from dupguard import positions
+    from dupguard.positions import tables
 
     t = _tables(db)
     name = t.unified + "__approx"
-    positions.create_like_unified(client, t, name)
-    client.command(positions.sql("bench_approx_positions"), parameters=t.params(staging=name))
-    return {"lots": positions.count_rows(client, t, name)["total"]}
+    tables.create_like_unified(client, t, name)
+    client.command(tables.render(APPROX_SQL.read_text(), t, staging=t.q(name)))
+    return {"lots": tables.count_rows(client, t, name)["total"]}
 
 
 def _compare(client, db: str) -> dict:
-    from dupguard import positions
-
     t = _tables(db)
-    e, a = positions.qualified(db, t.staging), positions.qualified(db, t.unified + "__approx")
+    e, a = t.q(t.staging), t.q(t.unified + "__approx")
     row = client.query(
         f"SELECT count(), countIf(abs(e.tokens_sold_early - a.tokens_sold_early) > 1e-6 "
         f"OR abs(e.exit_value - a.exit_value) > 1e-6 * greatest(1, abs(e.exit_value))) "
@@ -113,13 +109,12 @@ def _compare(client, db: str) -> dict:
 def _python(client, db: str) -> dict:
     from tests.positions import fifo_reference
 
-    cols = ("fill_id", "event_time", "block_number", "tx_hash", "wallet", "condition_id", "outcome_index",
-            "tokens_delta", "usdc_delta", "is_maker", "_version")
-    q = ", ".join(cols)
-    fills = [dict(zip(cols, r)) for r in client.query(f"SELECT {q} FROM `{db}`.`pm_canonical_fills_v4`").result_rows]
-    res = [dict(zip(("condition_id", "payout_numerators", "resolved_at", "is_deleted"), r)) for r in client.query(
-        f"SELECT condition_id, payout_numerators, resolved_at, is_deleted FROM `{db}`.`pm_condition_resolutions`"
-    ).result_rows]
+    t = _tables(db)
+    cols = fifo_reference.FILL_COLS
+    fills = [dict(zip(cols, r)) for r in client.query(f"SELECT {', '.join(cols)} FROM {t.q(t.fills)}").result_rows]
+    res_cols = ("condition_id", "payout_numerators", "resolved_at", "is_deleted")
+    res = [dict(zip(res_cols, r)) for r in client.query(
+        f"SELECT {', '.join(res_cols)} FROM {t.q(t.resolutions)}").result_rows]
     t0 = time.perf_counter()
     lots = fifo_reference.positions(fills, res)
     return {"lots": len(lots), "fifo_seconds": time.perf_counter() - t0}
@@ -127,23 +122,22 @@ def _python(client, db: str) -> dict:
 
 def _publish(client, db: str, partitioned: bool) -> dict:
     """A live table holding the open lots plus 2x as many resolved rows, then one publish."""
-    from dupguard import positions
+    from dupguard.positions import config, publish, tables
 
-    t = positions.Tables(db=db, unified="pub_" + ("part" if partitioned else "flat"))
-    client.command(positions.sql("create_unified" if partitioned else "create_unified_unpartitioned"),
-                   parameters=t.params())
-    src = positions.qualified(db, positions.UNIFIED_TABLE + "__staging")
-    dst = positions.qualified(db, t.unified)
+    t = _tables(db, unified="pub_" + ("part" if partitioned else "flat"))
+    tables.create_unified(client, t, partitioned=partitioned)
+    src = t.q(config.UNIFIED_TABLE + config.STAGING_SUFFIX)
+    dst = t.q(t.unified)
     client.command(f"INSERT INTO {dst} SELECT * FROM {src}")
-    cols = ", ".join(positions.UNIFIED_COLUMNS)
+    cols = t.fragments()["columns"]
     resolved = ", ".join({"tx_hash": "concat(tx_hash, '_r', toString(k))",
                           "resolved_at": "toNullable(toDateTime('2025-02-01 00:00:00'))"}.get(c, c)
-                         for c in positions.UNIFIED_COLUMNS)
+                         for c in config.UNIFIED_COLUMNS)
     client.command(f"INSERT INTO {dst} ({cols}) SELECT {resolved} FROM {src} ARRAY JOIN [1, 2] AS k "
                    "WHERE resolved_at IS NULL")
-    positions.create_like_unified(client, t, t.staging)
-    client.command(f"INSERT INTO {positions.qualified(db, t.staging)} SELECT * FROM {src}")
-    out = positions.publish(client, t, mutation_timeout_s=600)
+    tables.create_like_unified(client, t, t.staging)
+    client.command(f"INSERT INTO {t.q(t.staging)} SELECT * FROM {src}")
+    out = publish.publish(client, t, mutation_timeout_s=600)
     return {"rows": out["after"]["total"], "swap_seconds": out["swap_seconds"], "publish_seconds": out["seconds"]}
 
 

@@ -21,76 +21,35 @@ Runbook: `docs/positions.md`. Do not run it while `unified_positions_refresh` pu
 """
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, task
 
-from dupguard import settings
-from dupguard.dagkit import dag_kwargs
-from dupguard.positions import DEFAULTS
-
-PARAMS = {
-    "dedupe_buckets": Param(16, type="integer", minimum=1, maximum=4096,
-                            description="Wallet ranges repaired one at a time."),
-    "stuck_mutation_minutes": Param(DEFAULTS["stuck_mutation_minutes"], type="integer", minimum=1,
-                                    description="Kill (by id) mutations of the table pending longer than this."),
-    "mutation_timeout_minutes": Param(DEFAULTS["mutation_timeout_minutes"], type="number", minimum=1,
-                                      description="How long each DELETE mutation may take."),
-    "database": Param("", type="string",
-                      description="ClickHouse database of the table; blank = the connection's schema."),
-}
+from dupguard.common import dagkit, settings
+from dupguard.positions import tasks
 
 
-def _ctx():
-    from dupguard import positions
-
-    context = get_current_context()
-    params = positions.run_params(context)
-    return context, params, positions.tables_for(settings.CLICKHOUSE_CONN_ID, params["database"])
-
-
-@dag(dag_id="unified_positions_deduplicate", params=PARAMS,
-     **dag_kwargs(doc_md=__doc__, tags=["clickhouse", "polymarket", "positions"], schedule=None))
+@dag(dag_id="unified_positions_deduplicate",
+     params=tasks.params("dedupe_buckets", "stuck_mutation_minutes", "mutation_timeout_minutes", "database"),
+     **dagkit.dag_kwargs(doc_md=__doc__, tags=["positions", "clickhouse", "dedupe"], schedule=None))
 def unified_positions_deduplicate():
-    @task(pool=settings.CLICKHOUSE_POOL)
-    def preflight() -> dict:
+    @task(pool=settings.CLICKHOUSE_POOL, queue=settings.CLICKHOUSE_QUEUE)
+    def preflight(params=None) -> dict:
         """Check the table, kill stuck mutations by id, count rows and distinct lot keys."""
-        from dupguard import positions
+        return tasks.dedupe_preflight(params)
 
-        _, p, t = _ctx()
-        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
-            positions.check_columns(client, t.db, t.unified, positions.UNIFIED_COLUMNS)
-            mutations = positions.handle_stuck_mutations(client, t.db, t.unified, p["stuck_mutation_minutes"])
-            return {"before": positions.table_metrics(client, t), "killed_mutations": mutations["killed"],
-                    "pending_mutations": mutations["pending"], "started_at": positions.now_epoch()}
-
-    @task(pool=settings.CLICKHOUSE_POOL)
-    def deduplicate() -> dict:
+    @task(pool=settings.CLICKHOUSE_POOL, queue=settings.CLICKHOUSE_QUEUE)
+    def deduplicate(params=None) -> dict:
         """Remove surplus copies of lot keys, wallet range by wallet range, keeping one copy each."""
-        from dupguard import positions
+        return tasks.deduplicate(params)
 
-        _, p, t = _ctx()
-        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
-            return positions.deduplicate(client, t, buckets=p["dedupe_buckets"],
-                                         mutation_timeout_s=p["mutation_timeout_minutes"] * 60)
-
-    @task(pool=settings.CLICKHOUSE_POOL)
-    def quality_gate(pre: dict) -> dict:
+    @task(pool=settings.CLICKHOUSE_POOL, queue=settings.CLICKHOUSE_QUEUE)
+    def quality_gate(pre: dict, params=None) -> dict:
         """No duplicate key left, nothing lost (distinct keys unchanged), sane quantities."""
-        from dupguard import positions
+        return tasks.gate_dedupe(params, pre)
 
-        _, _, t = _ctx()
-        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
-            return positions.dedupe_gate(client, t, expected_keys=pre["before"]["distinct_keys"])["metrics"]
-
-    @task(pool=settings.CLICKHOUSE_POOL)
-    def report(pre: dict, repaired: dict, gated: dict) -> dict:
+    @task(pool=settings.CLICKHOUSE_POOL, queue=settings.CLICKHOUSE_QUEUE)
+    def report(pre: dict, repaired: dict, gated: dict, params=None) -> dict:
         """Log and return counts before/after, rows per partition and the run's duration."""
-        from dupguard import positions
-
-        _, _, t = _ctx()
-        with positions.task_client(settings.CLICKHOUSE_CONN_ID) as client:
-            return positions.report(client, t, before=pre["before"],
-                                    started_at=pre["started_at"],
-                                    extra={"deduplicate": repaired, "after_metrics": gated})
+        return tasks.report(params, pre, {"deduplicate": repaired, "after_metrics": gated})
 
     pre = preflight()
     repaired = deduplicate()

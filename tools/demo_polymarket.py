@@ -7,6 +7,9 @@ positions missing (the original plan's quiet wallets), 2% of the rows duplicated
 resolved). ``background()`` keeps the fills flowing (a few hundred every 5 minutes) so the
 freshness checks stay green while the demo is up.
 
+The source tables and the fill generator (``tools/sql/positions/``) are shared with the
+tests and the benchmark: :func:`create_sources`, :func:`generate_fills`, :func:`redeliver_fills`.
+
     python -m tools.demo_polymarket setup | trickle
 """
 from __future__ import annotations
@@ -14,17 +17,53 @@ from __future__ import annotations
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+SQL_DIR = Path(__file__).resolve().parent / "sql" / "positions"
 WALLETS = 3_000
 CONDITIONS = 400
 FILLS = 200_000
 
 
+def tool_sql(name: str, t) -> str:
+    """``tools/sql/positions/<name>.sql`` rendered for the tables ``t``."""
+    from dupguard.positions.tables import render
+
+    return render((SQL_DIR / f"{name}.sql").read_text(), t)
+
+
+def create_sources(client, t) -> None:
+    """The fills and resolutions tables (production already has them)."""
+    for name in ("create_fills", "create_resolutions"):
+        client.command(tool_sql(name, t))
+
+
+def generate_fills(client, t, *, seed: int, start: datetime, span_seconds: int, n_wallets: int, n_conditions: int,
+                   n_fills: int) -> None:
+    """``n_fills`` synthetic fills over ``span_seconds`` from ``start`` (see generate_fills.sql)."""
+    client.command(tool_sql("generate_fills", t), parameters={
+        "seed": seed, "start": start, "span_seconds": span_seconds, "n_wallets": n_wallets,
+        "n_conditions": n_conditions, "n_fills": n_fills})
+
+
+def redeliver_fills(client, t) -> None:
+    """1% of the fills delivered twice, with a higher ``_version``."""
+    client.command(f"INSERT INTO {t.q(t.fills)} SELECT * REPLACE (_version + 1 AS _version) FROM {t.q(t.fills)} "
+                   "WHERE cityHash64(fill_id) % 100 = 0")
+
+
 def _client():
-    from dupguard.connections import clickhouse_client
-    from dupguard.settings import CLICKHOUSE_CONN_ID
+    from dupguard.common.connections import clickhouse_client
+    from dupguard.common.settings import CLICKHOUSE_CONN_ID
 
     return clickhouse_client(CLICKHOUSE_CONN_ID)
+
+
+def _tables():
+    from dupguard.common.settings import CLICKHOUSE_CONN_ID
+    from dupguard.positions.tables import tables_for
+
+    return tables_for(CLICKHOUSE_CONN_ID)
 
 
 def _hour(now: datetime | None = None) -> datetime:
@@ -33,51 +72,37 @@ def _hour(now: datetime | None = None) -> datetime:
 
 
 def setup() -> None:
-    from dupguard import positions
-    from dupguard.settings import CLICKHOUSE_CONN_ID
+    from dupguard.positions import tables
 
+    t = _tables()
     with _client() as client:
-        t = positions.tables_for(CLICKHOUSE_CONN_ID)
-        db = t.db
-        cols, _ = positions.describe(client, db, positions.FILLS_TABLE)
-        if cols and client.query(f"SELECT count() FROM {positions.qualified(db, positions.FILLS_TABLE)}").result_rows[0][0]:
-            print(f"polymarket demo data already loaded in {db}")
+        if tables.exists(client, t.db, t.fills) and tables.one(client, f"SELECT count() AS n FROM {t.q(t.fills)}")["n"]:
+            print(f"polymarket demo data already loaded in {t.db}")
             return
-        client.command(positions.sql("create_fills"), parameters=t.params())
-        client.command(positions.sql("create_resolutions"), parameters=t.params())
+        create_sources(client, t)
         end = _hour()
         start = end - timedelta(days=21)
-        client.command(positions.sql("generate_fills"), parameters=t.params(
-            seed=7, start=start.strftime("%Y-%m-%d %H:%M:%S"), span_seconds=int((end - start).total_seconds()),
-            n_wallets=WALLETS, n_conditions=CONDITIONS, n_fills=FILLS))
-        fills = positions.qualified(db, positions.FILLS_TABLE)
-        client.command(f"INSERT INTO {fills} SELECT * REPLACE (_version + 1 AS _version) FROM {fills} "
-                       "WHERE cityHash64(fill_id) % 100 = 0")   # 1% of the fills delivered twice
+        generate_fills(client, t, seed=7, start=start, span_seconds=int((end - start).total_seconds()),
+                       n_wallets=WALLETS, n_conditions=CONDITIONS, n_fills=FILLS)
+        redeliver_fills(client, t)
         # 30% of the markets resolved a week ago; a few resolutions deleted or empty
-        res = positions.qualified(db, positions.RESOLUTIONS_TABLE)
-        resolved_at = (end - timedelta(days=7)).strftime("%Y-%m-%d %H:%M:%S")
-        client.command(
-            f"INSERT INTO {res} SELECT concat('0xc', leftPad(toString(number), 8, '0')), "
-            "multiIf(number % 40 = 3, '[]', number % 2 = 0, '[1,0]', '[\"0\",\"1\"]'), 1, "
-            f"toDateTime('{resolved_at}') + number * 60, 1, '0xres', toUInt8(number % 40 = 7) "
-            f"FROM numbers({CONDITIONS}) WHERE number % 10 < 3")
+        client.command(tool_sql("generate_resolutions", t),
+                       parameters={"start": end - timedelta(days=7), "n_conditions": CONDITIONS})
         _seed_unified(client, t)
-        print(f"polymarket demo data loaded in {db}: {positions.count_rows(client, t, t.unified)}")
+        print(f"polymarket demo data loaded in {t.db}: {tables.count_rows(client, t, t.unified)}")
 
 
 def _seed_unified(client, t) -> None:
     """Production-shaped unified table: all resolved rows, 80% of the open ones, 2% duplicated."""
-    from dupguard import positions
+    from dupguard.positions import build, tables
 
-    client.command(positions.sql("create_unified_unpartitioned"), parameters=t.params())
-    u, res = positions.qualified(t.db, t.unified), positions.qualified(t.db, t.resolutions)
+    tables.create_unified(client, t, partitioned=False)
+    u, stg = t.q(t.unified), t.q(t.staging)
     # mark every resolved market as "published open" so the build computes its resolved rows too
-    client.command(f"INSERT INTO {u} (tx_hash, wallet, condition_id, outcome_index, entry_time, resolved_at, cost_usd, "
-                   "tokens, tokens_sold_early, tokens_held, exit_value, pnl_usd, roi, pct_sold_early, is_maker, "
-                   "is_short, is_closed) SELECT '0xseed', '', condition_id, 0, resolved_at, NULL, 0, 0, 0, 0, 0, 0, 0, "
-                   f"0, 0, 0, 0 FROM {res}")
-    positions.build(client, t)
-    stg = positions.qualified(t.db, t.staging)
+    # (the other columns take their defaults: resolved_at NULL = open)
+    client.command(f"INSERT INTO {u} (tx_hash, condition_id, entry_time) "
+                   f"SELECT '0xseed', condition_id, resolved_at FROM {t.q(t.resolutions)}")
+    build.build(client, t)
     client.command(f"TRUNCATE TABLE {u}")
     client.command(f"INSERT INTO {u} SELECT * FROM {stg} WHERE resolved_at IS NOT NULL "
                    "OR cityHash64(wallet) % 5 != 0")                 # a fifth of the wallets' open lots missing
@@ -88,18 +113,14 @@ def _seed_unified(client, t) -> None:
 
 def trickle(interval_s: int = 300, fills_per_tick: int = 300) -> None:
     """Append fresh fills every ``interval_s`` seconds (the demo's live feed)."""
-    from dupguard import positions
-    from dupguard.settings import CLICKHOUSE_CONN_ID
-
     while True:
         time.sleep(interval_s)
         try:
             with _client() as client:
-                t = positions.tables_for(CLICKHOUSE_CONN_ID)
                 end = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
-                client.command(positions.sql("generate_fills"), parameters=t.params(
-                    seed=int(end.timestamp()), start=(end - timedelta(seconds=interval_s)).strftime("%Y-%m-%d %H:%M:%S"),
-                    span_seconds=interval_s, n_wallets=WALLETS, n_conditions=CONDITIONS, n_fills=fills_per_tick))
+                generate_fills(client, _tables(), seed=int(end.timestamp()), start=end - timedelta(seconds=interval_s),
+                               span_seconds=interval_s, n_wallets=WALLETS, n_conditions=CONDITIONS,
+                               n_fills=fills_per_tick)
         except Exception as exc:  # noqa: BLE001 - the feed keeps going; the DAG's freshness check reports gaps
             print(f"polymarket trickle: {exc}", file=sys.stderr, flush=True)
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from dupguard import positions
-from dupguard.connections import clickhouse_client
-from dupguard.settings import CLICKHOUSE_CONN_ID
+from dupguard.common.connections import clickhouse_client
+from dupguard.common.settings import CLICKHOUSE_CONN_ID
+from dupguard.positions import config, tables
+from tools.demo_polymarket import create_sources
 
 FILL_COLUMNS = ("fill_id", "event_time", "block_number", "tx_hash", "wallet", "condition_id", "outcome_index",
                 "tokens_delta", "usdc_delta", "source", "is_self_fill", "is_maker", "_version")
@@ -55,29 +56,27 @@ class Db:
 
     def __init__(self, name: str):
         self.name = name
-        self.tables = positions.Tables(db=name)
+        self.tables = tables.Tables(db=name)
 
     def insert_fills(self, client, rows: list[dict]) -> None:
-        client.insert(positions.FILLS_TABLE, [[r[c] for c in FILL_COLUMNS] for r in rows],
+        client.insert(config.FILLS_TABLE, [[r[c] for c in FILL_COLUMNS] for r in rows],
                       column_names=list(FILL_COLUMNS), database=self.name)
 
     def insert_resolutions(self, client, rows: list[dict]) -> None:
-        client.insert(positions.RESOLUTIONS_TABLE, [[r[c] for c in RES_COLUMNS] for r in rows],
+        client.insert(config.RESOLUTIONS_TABLE, [[r[c] for c in RES_COLUMNS] for r in rows],
                       column_names=list(RES_COLUMNS), database=self.name)
 
     def create_unified(self, client, *, partitioned: bool) -> None:
-        name = "create_unified" if partitioned else "create_unified_unpartitioned"
-        client.command(positions.sql(name), parameters=self.tables.params())
+        tables.create_unified(client, self.tables, partitioned=partitioned)
 
     def insert_unified(self, client, rows: list[dict]) -> None:
-        cols = list(positions.UNIFIED_COLUMNS)
-        client.insert(positions.UNIFIED_TABLE, [[r[c] for c in cols] for r in rows], column_names=cols,
+        cols = list(config.UNIFIED_COLUMNS)
+        client.insert(config.UNIFIED_TABLE, [[r[c] for c in cols] for r in rows], column_names=cols,
                       database=self.name)
 
     def rows(self, client, table: str | None = None) -> list[dict]:
-        df = client.query_df("SELECT * FROM {db:Identifier}.{t:Identifier} ORDER BY wallet, condition_id, "
-                             "outcome_index, tx_hash, resolved_at",
-                             parameters={"db": self.name, "t": table or positions.UNIFIED_TABLE})
+        df = client.query_df(f"SELECT * FROM {self.tables.q(table or config.UNIFIED_TABLE)} "
+                             "ORDER BY wallet, condition_id, outcome_index, tx_hash, resolved_at")
         out = []
         for r in df.to_dict("records"):
             ra = r["resolved_at"]
@@ -93,12 +92,28 @@ class Db:
 @pytest.fixture()
 def db(request) -> Db:
     name = "pos_" + re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60]
+    db = Db(name)
     with ch() as client:
-        client.command("DROP DATABASE IF EXISTS {db:Identifier}", parameters={"db": name})
-        client.command("CREATE DATABASE {db:Identifier}", parameters={"db": name})
-        t = positions.Tables(db=name)
-        client.command(positions.sql("create_fills"), parameters=t.params())
-        client.command(positions.sql("create_resolutions"), parameters=t.params())
-    yield Db(name)
+        client.command(f"DROP DATABASE IF EXISTS {tables.ident(name)}")
+        client.command(f"CREATE DATABASE {tables.ident(name)}")
+        create_sources(client, db.tables)
+    yield db
     with ch() as client:
-        client.command("DROP DATABASE IF EXISTS {db:Identifier}", parameters={"db": name})
+        client.command(f"DROP DATABASE IF EXISTS {tables.ident(name)}")
+
+
+@pytest.fixture()
+def no_incidents():
+    """No open alert incident of the positions DAGs (a second failure of a task within the
+    repeat interval is counted, not emailed), before and after the test."""
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    def clear():
+        with create_session() as s:
+            s.query(Variable).filter(Variable.key.like("dupguard_incident__unified_positions_%")).delete(
+                synchronize_session=False)
+
+    clear()
+    yield
+    clear()

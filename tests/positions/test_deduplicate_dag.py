@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from dupguard import positions
+from dupguard.positions import dedupe, mutations, tables
 from tests.positions import scenario as sc
 from tests.positions.conftest import ch
 
@@ -52,13 +52,13 @@ def test_kept_copies_survive_a_crash_between_delete_and_insert(db):
         db.create_unified(client, partitioned=True)
         db.insert_unified(client, rows + [lot(4), lot(5)])
         t = db.tables
-        positions.create_like_unified(client, t, t.keep)
-        p = t.params(wallet_lo="", wallet_hi="")
-        client.command(positions.sql("dedupe_stage_keepers"), parameters=p)
-        positions.run_mutation(client, t.db, t.unified, positions.sql("dedupe_delete_bucket"), p, timeout_s=30,
+        tables.create_like_unified(client, t, t.keep)
+        bucket = {"wallet_lo": "", "wallet_hi": ""}
+        client.command(tables.sql("dedupe_stage_keepers", t), parameters=bucket)
+        mutations.run_mutation(client, t.db, t.unified, tables.sql("dedupe_delete_bucket", t), bucket, timeout_s=30,
                                extra_settings={"allow_nondeterministic_mutations": 1})
         assert len(db.rows(client)) == 8            # "crash": the keys 4 and 5 are gone for now
-        out = positions.deduplicate(client, t, buckets=2, mutation_timeout_s=30)
+        out = dedupe.deduplicate(client, t, buckets=2, mutation_timeout_s=30)
         final = db.rows(client)
     assert out["recovered_from_previous_run"] == 2
     assert sorted(sc.key(r) for r in final) == sorted(sc.key(r) for r in rows)

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from dupguard import positions
+from dupguard.positions import build as positions_build
+from dupguard.positions import tables
 from tests.positions import fifo_reference
 from tests.positions.conftest import T0, ch, fill, resolution
 
@@ -19,10 +20,10 @@ def build(db, fills, resolutions=(), published=()):
         db.insert_fills(client, list(fills))
         if resolutions:
             db.insert_resolutions(client, list(resolutions))
-        positions.ensure_unified(client, db.tables)
+        tables.ensure_unified(client, db.tables)
         if published:
             db.insert_unified(client, list(published))
-        positions.build(client, db.tables)
+        positions_build.build(client, db.tables)
         rows = db.rows(client, db.tables.staging)
     return {(r["tx_hash"], r["wallet"], r["condition_id"], r["outcome_index"]): r for r in rows}
 

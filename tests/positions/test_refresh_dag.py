@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dupguard import positions
+from dupguard.positions import config, mutations, tables
 from tests.positions import scenario as sc
 from tests.positions.conftest import ch
 
@@ -27,7 +27,7 @@ def test_first_run_creates_partitioned_table_with_every_open_lot(db, run_dag):
     assert result.state == "success", result.task_states
     assert all(result.task_states[t] == "success" for t in ALL_TASKS)
     with ch() as client:
-        assert positions.is_open_partitioned(client, db.tables)
+        assert tables.is_open_partitioned(client, db.tables)
         rows = db.rows(client)
     assert sc.assert_rows_equal(rows, sc.expected(sc.fills(), sc.resolutions(), {"0xcA", "0xcR"})) is None
     assert result.returns["publish"]["mode"] == "replace_partition"
@@ -80,7 +80,7 @@ def test_refresh_repairs_table_then_moves_a_resolving_market(db, run_dag, shape)
 
 @pytest.mark.parametrize("conf", [{"min_unresolved_rows": 10**9}, {"max_drop_ratio": 0.9}],
                          ids=["too_few_open_rows", "too_big_a_drop"])
-def test_failing_staging_gate_publishes_nothing(db, run_dag, smtp_sink, conf):
+def test_failing_staging_gate_publishes_nothing(db, run_dag, smtp_sink, no_incidents, conf):
     # 20 published open lots of a market nobody holds any more: a rebuild keeps 6 of 26
     padding = [sc.stale_open_row(f"0xpad{i}", "0xgone", "0xcA", 0) for i in range(20)]
     load(db, table="unpartitioned", published=[sc.archived_row(), sc.stale_open_row(), *padding])
@@ -92,8 +92,8 @@ def test_failing_staging_gate_publishes_nothing(db, run_dag, smtp_sink, conf):
     assert result.task_states["publish"] == "upstream_failed"
     with ch() as client:
         assert db.rows(client) == before
-        mutations = positions.fetch_mutations(client, db.name, positions.UNIFIED_TABLE)
-    assert mutations == []                                   # no DELETE was even issued
+        issued = mutations.fetch_mutations(client, db.name, config.UNIFIED_TABLE)
+    assert issued == []                                      # no DELETE was even issued
     assert any("quality_gate_staging" in m["subject"] for m in smtp_sink.wait_for(1))
 
 

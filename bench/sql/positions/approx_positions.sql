@@ -2,18 +2,16 @@
 -- FIFO (bench/bench_positions.py). Per lot: sold = least(tokens, greatest(0, total sold -
 -- tokens bought by earlier lots)), proceeds at the key's average sell price. It counts
 -- oversells as sales and ignores when each sell happened. Never used by a DAG.
-INSERT INTO {db:Identifier}.{staging:Identifier}
-    (tx_hash, wallet, condition_id, outcome_index, entry_time, resolved_at, cost_usd, tokens,
-     tokens_sold_early, tokens_held, exit_value, pnl_usd, roi, pct_sold_early, is_maker, is_short, is_closed)
+INSERT INTO {staging} ({columns})
 WITH
     resolved AS (
         SELECT condition_id, resolved_at, nums, 1 AS is_resolved
         FROM (SELECT condition_id, resolved_at, is_deleted,
                      arrayMap(x -> toFloat64OrZero(trim(BOTH '"' FROM x)), JSONExtractArrayRaw(payout_numerators)) AS nums
-              FROM {db:Identifier}.{resolutions:Identifier} FINAL)
+              FROM {resolutions} FINAL)
         WHERE is_deleted = 0 AND length(nums) > 0 AND arraySum(nums) > 0
     ),
-    f AS (SELECT * FROM {db:Identifier}.{fills:Identifier} FINAL),
+    f AS (SELECT * FROM {fills} FINAL),
     lots AS (
         SELECT wallet, condition_id, outcome_index, tx_hash, min(event_time) AS entry_time,
                sum(tokens_delta) AS tokens, sum(-usdc_delta) AS cost_usd, max(is_maker) AS is_maker

@@ -17,29 +17,27 @@
 -- an array, so every step is linear in the key's fills (except the sorts). Buy fills are
 -- then split into lots (tx_hash): runs of equal tx_hash, sorted by tx_hash first only for
 -- the rare key whose lots interleave.
-INSERT INTO {db:Identifier}.{staging:Identifier}
-    (tx_hash, wallet, condition_id, outcome_index, entry_time, resolved_at, cost_usd, tokens,
-     tokens_sold_early, tokens_held, exit_value, pnl_usd, roi, pct_sold_early, is_maker, is_short, is_closed)
+INSERT INTO {staging} ({columns})
 WITH
     resolved AS (
         SELECT condition_id, resolved_at, nums, 1 AS is_resolved
         FROM (
             SELECT condition_id, resolved_at, is_deleted,
                    arrayMap(x -> toFloat64OrZero(trim(BOTH '"' FROM x)), JSONExtractArrayRaw(payout_numerators)) AS nums
-            FROM {db:Identifier}.{resolutions:Identifier} FINAL
+            FROM {resolutions} FINAL
         )
         WHERE is_deleted = 0 AND length(nums) > 0 AND arraySum(nums) > 0
     ),
     moved AS (
         SELECT DISTINCT condition_id
-        FROM {db:Identifier}.{unified:Identifier}
+        FROM {unified}
         WHERE resolved_at IS NULL AND condition_id IN (SELECT condition_id FROM resolved)
     ),
     per_key AS (
         SELECT wallet, condition_id, outcome_index,
                -- every copy of every fill: (fill_id, _version, event_time, block_number, tokens, usdc, tx_hash, is_maker)
                groupArray((fill_id, _version, event_time, block_number, tokens_delta, usdc_delta, tx_hash, is_maker)) AS z0
-        FROM {db:Identifier}.{fills:Identifier}
+        FROM {fills}
         WHERE wallet >= {wallet_lo:String} AND ({wallet_hi:String} = '' OR wallet < {wallet_hi:String})
           AND (condition_id NOT IN (SELECT condition_id FROM resolved) OR condition_id IN (SELECT condition_id FROM moved))
         GROUP BY wallet, condition_id, outcome_index
@@ -103,7 +101,7 @@ WITH
                arraySum(x -> x.7, g) AS proceeds, arrayMax(x -> x.8, g) AS is_maker
         FROM matched
         ARRAY JOIN lot_groups AS g
-        WHERE tokens >= 0.01
+        WHERE tokens >= {dust_tokens:Float64}
     )
 SELECT
     l.tx_hash, l.wallet, l.condition_id, l.outcome_index, l.entry_time,
@@ -117,7 +115,7 @@ SELECT
     if(l.cost_usd = 0, 0., pnl_usd / l.cost_usd) AS roi,
     l.tokens_sold_early / l.tokens AS pct_sold_early,
     l.is_maker, toUInt8(0) AS is_short,
-    toUInt8(r.is_resolved = 1 OR (l.tokens - l.tokens_sold_early) < 0.01) AS is_closed
+    toUInt8(r.is_resolved = 1 OR (l.tokens - l.tokens_sold_early) < {dust_tokens:Float64}) AS is_closed
 FROM lots AS l
 LEFT JOIN resolved AS r ON r.condition_id = l.condition_id
 SETTINGS optimize_aggregation_in_order = 1, join_use_nulls = 0

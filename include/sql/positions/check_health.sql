@@ -6,13 +6,13 @@ SELECT
     uniqExact(wallet) AS wallets,
     max(entry_time) AS latest_entry,
     dateDiff('second', max(entry_time), {as_of:DateTime}) / 3600. AS hours_stale,
-    (SELECT count() - uniqExact(tx_hash, wallet, condition_id, outcome_index)
-       FROM {db:Identifier}.{unified:Identifier} WHERE resolved_at IS NULL) AS unresolved_duplicates,
+    (SELECT count() - uniqExact({key})
+       FROM {unified} WHERE resolved_at IS NULL) AS unresolved_duplicates,
     (SELECT count() FROM (
-        SELECT tx_hash, wallet, condition_id, outcome_index
-        FROM {db:Identifier}.{unified:Identifier}
-        WHERE (wallet, condition_id) IN (SELECT wallet, condition_id FROM {db:Identifier}.{staging:Identifier}
+        SELECT {key}
+        FROM {unified}
+        WHERE (wallet, condition_id) IN (SELECT wallet, condition_id FROM {staging}
                                          WHERE resolved_at IS NOT NULL)
-        GROUP BY tx_hash, wallet, condition_id, outcome_index
+        GROUP BY {key}
         HAVING countIf(resolved_at IS NULL) > 0 AND countIf(resolved_at IS NOT NULL) > 0)) AS moved_lots_in_both
-FROM {db:Identifier}.{unified:Identifier}
+FROM {unified}

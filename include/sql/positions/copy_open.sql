@@ -1,8 +1,7 @@
--- Unpartitioned table, after the DELETE mutation is done: insert the rebuilt open lots.
-INSERT INTO {db:Identifier}.{unified:Identifier}
-    (tx_hash, wallet, condition_id, outcome_index, entry_time, resolved_at, cost_usd, tokens,
-     tokens_sold_early, tokens_held, exit_value, pnl_usd, roi, pct_sold_early, is_maker, is_short, is_closed)
-SELECT tx_hash, wallet, condition_id, outcome_index, entry_time, resolved_at, cost_usd, tokens,
-       tokens_sold_early, tokens_held, exit_value, pnl_usd, roi, pct_sold_early, is_maker, is_short, is_closed
-FROM {db:Identifier}.{staging:Identifier}
+-- Copy the open (unresolved) rows of one table into another with the unified columns:
+-- the backup of the published open part before a publish, and, on an unpartitioned table
+-- after its DELETE mutation is done, the rebuilt (or restored) open part.
+INSERT INTO {target} ({columns})
+SELECT {columns}
+FROM {source}
 WHERE resolved_at IS NULL

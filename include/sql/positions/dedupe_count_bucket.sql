@@ -1,4 +1,4 @@
 -- Surplus copies of lot keys in one wallet range.
-SELECT count() AS rows, count() - uniqExact(tx_hash, wallet, condition_id, outcome_index) AS surplus_rows
-FROM {db:Identifier}.{unified:Identifier}
+SELECT count() AS rows, count() - uniqExact({key}) AS surplus_rows
+FROM {unified}
 WHERE wallet >= {wallet_lo:String} AND ({wallet_hi:String} = '' OR wallet < {wallet_hi:String})

@@ -1,6 +1,6 @@
 -- Source fills (production already has it; demo, tests and bench create it).
 -- buys: tokens_delta > 0, usdc_delta < 0 (cash paid); sells: tokens_delta < 0, usdc_delta > 0.
-CREATE TABLE IF NOT EXISTS {db:Identifier}.{fills:Identifier}
+CREATE TABLE IF NOT EXISTS {fills}
 (
     fill_id String, event_time DateTime, block_number UInt64, tx_hash String,
     wallet LowCardinality(String), condition_id String, outcome_index UInt8,

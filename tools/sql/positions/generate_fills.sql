@@ -2,7 +2,7 @@
 -- sharing one tx_hash (multi-fill lots); wallets are skewed (a few trade a lot), each
 -- wallet trades a skewed handful of conditions; about 60% of the pairs are buys.
 -- Sells may exceed the holdings (the excess is ignored by the FIFO).
-INSERT INTO {db:Identifier}.{fills:Identifier}
+INSERT INTO {fills}
     (fill_id, event_time, block_number, tx_hash, wallet, condition_id, outcome_index,
      tokens_delta, usdc_delta, source, is_self_fill, is_maker, _version)
 SELECT
