@@ -50,8 +50,8 @@ class Writer(threading.Thread):
     def run(self) -> None:
         import psycopg
 
-        from dupguard.breezeway_config import CHILD_TABLES
-        from dupguard.breezeway_demo import NATURAL, PARENT, PARENT_COL
+        from dupguard.breezeway.config import CHILD_TABLES
+        from tools.demo_breezeway import NATURAL, PARENT, PARENT_COL
 
         rnd = random.Random(7)
         conn = psycopg.connect(self.dsn, autocommit=True)
@@ -107,13 +107,13 @@ class DiskSampler(threading.Thread):
 
 
 def our_migration() -> dict:
-    from dupguard import breezeway as bw
+    from dupguard.breezeway import constraints, dedup, gates, ledger, preflight
 
     conn_id, run = "breezeway_postgres", "bench-ours"
-    out = {"claim": bw.claim(conn_id, run)}
-    for name, fn in (("preflight", bw.preflight), ("backup", bw.backup), ("dedup", bw.dedup),
-                     ("reclaim", bw.reclaim), ("constraints", bw.constraints), ("quality_gate", bw.quality_gate),
-                     ("finish", bw.finish)):
+    out = {"claim": ledger.claim(conn_id, run)}
+    for name, fn in (("preflight", preflight.preflight), ("backup", preflight.backup), ("dedup", dedup.dedup),
+                     ("reclaim", dedup.reclaim), ("constraints", constraints.constraints),
+                     ("quality_gate", gates.quality_gate), ("finish", ledger.finish)):
         t0 = time.monotonic()
         out[name] = fn(conn_id, run)
         out[name + "_s"] = time.monotonic() - t0
@@ -124,7 +124,7 @@ def naive_plan(dsn: str) -> dict:
     """The seed's 010_deduplicate_child_tables.sql, done plainly, writers stopped."""
     import psycopg
 
-    from dupguard.breezeway_config import CHILD_TABLES
+    from dupguard.breezeway.config import CHILD_TABLES
 
     steps = {}
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -149,7 +149,7 @@ def sizes(dsn: str) -> tuple[int, int]:
     """(final size of the six tables, size of a fresh load of the same rows, indexes built after)."""
     import psycopg
 
-    from dupguard.breezeway_config import CHILD_TABLES
+    from dupguard.breezeway.config import CHILD_TABLES
 
     final = fresh = 0
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -173,7 +173,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     import psycopg
 
-    from dupguard.breezeway_demo import create_schema, load, shape
+    from tools.demo_breezeway import create_schema, load, shape
 
     keys = {t: k for t, (k, _) in shape(SCALE).items()}
     with pg_cluster(databases=("bw_template",), autovacuum="on") as cluster:

@@ -13,31 +13,24 @@ triggered again (the `dupguard.migration_ledger` row tells where it stopped).
 **Steps:** claim (ledger `INSERT ... ON CONFLICT DO NOTHING`) -> preflight (tables and
 columns exist; rows, distinct keys, duplicates, NULL-key rows, size per table) -> backup
 -> dedup (keep the oldest `created_at`, ties by smallest `id`, NULL `created_at` newest;
-NULL keys untouched; short id-range batches) -> reclaim (online copy + millisecond
-TRUNCATE/reload swap) -> constraints (`CREATE UNIQUE INDEX CONCURRENTLY` + `ADD CONSTRAINT
-USING INDEX`, bounded clean-and-retry) -> quality_gate -> finish.
+NULL keys untouched; copy-swap or short id-range batches) -> reclaim (online copy +
+millisecond TRUNCATE/reload swap, or VACUUM) -> constraints (`CREATE UNIQUE INDEX
+CONCURRENTLY` + `ADD CONSTRAINT USING INDEX`, bounded clean-and-retry) -> quality_gate -> finish.
 
 **Gate:** zero duplicate keys; six valid constraints; every key of the preflight snapshot
 present; NULL-key rows unchanged; every removed row's key kept; `task_tags_unique` intact.
-On failure: see docs/breezeway.md (runbook); `child_tables_dedup_rollback` restores.
+The ledger records the verdict, a failed one too. On failure: see docs/breezeway.md
+(runbook); `child_tables_dedup_rollback` restores.
 
 **Params:** `force` (bool), `stop_after` (step name: stop there, a crash drill),
 `batch_ids` (ids per dedup transaction).
 """
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-from dupguard import settings
-from dupguard.dagkit import dag_kwargs
-
-CONN = settings.BREEZEWAY_CONN_ID
-STEPS = ["", "claim", "preflight", "backup", "dedup", "reclaim", "constraints", "quality_gate"]
-
-
-def _run():
-    ctx = get_current_context()
-    return ctx["run_id"], ctx["params"]
+from dupguard.breezeway.config import BATCH_IDS, MIGRATION_STEPS
+from dupguard.common.dagkit import dag_kwargs
 
 
 @dag(
@@ -47,90 +40,84 @@ def _run():
         tags=["breezeway", "postgres", "migration"],
         schedule=None,
         params={
-            "force": Param(False, type="boolean", description="re-check and repair a completed migration"),
-            "stop_after": Param("", type="string", enum=STEPS, description="stop the run after this step (drill)"),
-            "batch_ids": Param(50_000, type="integer", minimum=1_000, description="ids per dedup transaction"),
+            "force": Param(False, type="boolean", title="Force",
+                           description="Re-check and repair a completed migration: every step runs again "
+                                       "(removes duplicates written since, re-adds a dropped constraint)."),
+            "stop_after": Param(None, type=["null", "string"], enum=[None, *MIGRATION_STEPS[:-1]],
+                                title="Stop after step (drill)",
+                                description="Fail the run right after this step, as if the worker died; the "
+                                            "next trigger resumes where it stopped. Leave empty for a normal run."),
+            "batch_ids": Param(BATCH_IDS, type="integer", minimum=1_000, title="Ids per dedup batch",
+                               description="Id range per dedup DELETE transaction (row locks only, ~0.1-0.3 s)."),
         },
     ),
 )
 def child_tables_dedup_migration():
     @task.short_circuit
-    def claim():
+    def claim(params=None, run_id=None):
         """Claim the migration in `dupguard.migration_ledger` (`INSERT ... ON CONFLICT DO NOTHING`).
         Refuses while another run is alive; resumes a dead run; skips everything (success)
         when the migration is already complete and `force` is false."""
-        from dupguard import breezeway as bw
+        from dupguard.breezeway import tasks
 
-        run_id, params = _run()
-        res = bw.task_step("claim", bw.claim, stop_after=params["stop_after"], conn_id=CONN, run_id=run_id,
-                           force=params["force"], run_state=bw.airflow_run_state)
-        return False if res["action"] == "noop" else res
+        return tasks.claim(run_id, force=params["force"], stop_after=params["stop_after"])
 
     @task
-    def preflight():
+    def preflight(params=None, run_id=None):
         """Check every configured table and key column; snapshot the key sets (once); log and
         return rows, distinct keys, duplicates, NULL-key rows and size per table."""
-        from dupguard import breezeway as bw
+        from dupguard.breezeway import tasks
 
-        run_id, params = _run()
-        return bw.task_step("preflight", bw.preflight, stop_after=params["stop_after"], conn_id=CONN, run_id=run_id)
+        return tasks.preflight(run_id, stop_after=params["stop_after"])
 
     @task
-    def backup():
+    def backup(params=None, run_id=None):
         """Create `dupguard.bw_backup_<table>`: the dedup writes each removed row there in
-        the same statement that deletes it."""
-        from dupguard import breezeway as bw
+        the same transaction that removes it."""
+        from dupguard.breezeway import tasks
 
-        run_id, params = _run()
-        return bw.task_step("backup", bw.backup, stop_after=params["stop_after"], conn_id=CONN, run_id=run_id)
+        return tasks.backup(run_id, stop_after=params["stop_after"])
 
     @task
-    def dedup():
+    def dedup(params=None, run_id=None):
         """Keep one row per natural key (oldest created_at, then smallest id; NULL created_at
-        newest); id-range transactions with row locks only; NULL keys untouched."""
-        from dupguard import breezeway as bw
+        newest); heavily duplicated tables by copy-swap (millisecond exclusive lock), others by
+        id-range transactions with row locks only; NULL keys untouched."""
+        from dupguard.breezeway import tasks
 
-        run_id, params = _run()
-        return bw.task_step("dedup", bw.dedup, stop_after=params["stop_after"], conn_id=CONN, run_id=run_id,
-                            batch_ids=params["batch_ids"])
+        return tasks.dedup(run_id, batch_ids=params["batch_ids"], stop_after=params["stop_after"])
 
     @task
-    def reclaim():
+    def reclaim(params=None, run_id=None):
         """Give the removed rows' space back to the OS: copy the live rows online, then swap
         under ACCESS EXCLUSIVE for milliseconds (TRUNCATE + reload; lock_timeout 1 s, retried).
-        Lightly deduplicated tables get a plain VACUUM."""
-        from dupguard import breezeway as bw
+        Lightly deduplicated tables get a plain VACUUM; copy-swapped ones need nothing."""
+        from dupguard.breezeway import tasks
 
-        run_id, params = _run()
-        return bw.task_step("reclaim", bw.reclaim, stop_after=params["stop_after"], conn_id=CONN, run_id=run_id)
+        return tasks.reclaim(run_id, stop_after=params["stop_after"])
 
     @task
-    def constraints():
+    def constraints(params=None, run_id=None):
         """CREATE UNIQUE INDEX CONCURRENTLY + ADD CONSTRAINT ... USING INDEX per table; cleans
         duplicates that writers slipped in and retries (bounded); drops INVALID leftovers."""
-        from dupguard import breezeway as bw
+        from dupguard.breezeway import tasks
 
-        run_id, params = _run()
-        return bw.task_step("constraints", bw.constraints, stop_after=params["stop_after"], conn_id=CONN,
-                            run_id=run_id)
+        return tasks.constraints(run_id, stop_after=params["stop_after"])
 
     @task
-    def quality_gate():
+    def quality_gate(params=None, run_id=None):
         """Great-expectations gate: no duplicate key, six valid constraints, every key kept,
-        NULL-key rows unchanged, task_tags_unique intact."""
-        from dupguard import breezeway as bw
+        NULL-key rows unchanged, task_tags_unique intact. The ledger records the verdict."""
+        from dupguard.breezeway import tasks
 
-        run_id, params = _run()
-        return bw.task_step("quality_gate", bw.quality_gate, stop_after=params["stop_after"], conn_id=CONN,
-                            run_id=run_id)
+        return tasks.quality_gate(run_id, stop_after=params["stop_after"])
 
     @task
-    def finish():
+    def finish(run_id=None):
         """Mark the ledger complete with the figures."""
-        from dupguard import breezeway as bw
+        from dupguard.breezeway import tasks
 
-        run_id, _ = _run()
-        return bw.task_step("finish", bw.finish, conn_id=CONN, run_id=run_id)
+        return tasks.finish(run_id)
 
     claim() >> preflight() >> backup() >> dedup() >> reclaim() >> constraints() >> quality_gate() >> finish()
 

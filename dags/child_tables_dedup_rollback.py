@@ -18,12 +18,9 @@ kept: fix the cause and trigger again (every step is idempotent).
 """
 from __future__ import annotations
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
 
-from dupguard import settings
-from dupguard.dagkit import dag_kwargs
-
-CONN = settings.BREEZEWAY_CONN_ID
+from dupguard.common.dagkit import dag_kwargs
 
 
 @dag(
@@ -32,43 +29,41 @@ CONN = settings.BREEZEWAY_CONN_ID
 )
 def child_tables_dedup_rollback():
     @task.short_circuit
-    def claim_rollback():
+    def claim_rollback(run_id=None):
         """Take the ledger for the rollback; a no-op when nothing was migrated or it was
         already rolled back; refused while a migration run is alive."""
-        from dupguard import breezeway as bw
+        from dupguard.breezeway import tasks
 
-        res = bw.task_step("claim_rollback", bw.claim_rollback, conn_id=CONN,
-                           run_id=get_current_context()["run_id"], run_state=bw.airflow_run_state)
-        return False if res["action"] == "noop" else res
+        return tasks.claim_rollback(run_id)
 
     @task
-    def drop_constraints():
+    def drop_constraints(run_id=None):
         """Drop the constraints, indexes, triggers and copies the migration created."""
-        from dupguard import breezeway as bw
+        from dupguard.breezeway import tasks
 
-        return bw.task_step("drop_constraints", bw.drop_constraints, conn_id=CONN,
-                            run_id=get_current_context()["run_id"])
+        return tasks.drop_constraints(run_id)
 
     @task
-    def restore_rows():
+    def restore_rows(run_id=None):
         """Insert every backed-up row that is not in its table (same id and values)."""
-        from dupguard import breezeway as bw
+        from dupguard.breezeway import tasks
 
-        return bw.task_step("restore_rows", bw.restore_rows, conn_id=CONN, run_id=get_current_context()["run_id"])
-
-    @task
-    def quality_gate():
-        """Every removed row back byte for byte; counts = original + rows written since."""
-        from dupguard import breezeway as bw
-
-        return bw.task_step("quality_gate", bw.rollback_gate, conn_id=CONN, run_id=get_current_context()["run_id"])
+        return tasks.restore_rows(run_id)
 
     @task
-    def finish_rollback():
+    def quality_gate(run_id=None):
+        """Every removed row back byte for byte; counts = original + rows written since.
+        The ledger records the verdict."""
+        from dupguard.breezeway import tasks
+
+        return tasks.rollback_gate(run_id)
+
+    @task
+    def finish_rollback(run_id=None):
         """Drop the restored backups and snapshots; mark the ledger rolled back."""
-        from dupguard import breezeway as bw
+        from dupguard.breezeway import tasks
 
-        return bw.task_step("finish", bw.finish_rollback, conn_id=CONN, run_id=get_current_context()["run_id"])
+        return tasks.finish_rollback(run_id)
 
     claim_rollback() >> drop_constraints() >> restore_rows() >> quality_gate() >> finish_rollback()
 

@@ -1,13 +1,5 @@
-"""dedup_health_daily: one gated health check per maintained system, every day."""
-from __future__ import annotations
-
-from airflow.sdk import Param, dag, get_current_context, task
-
-from dupguard import health, positions, settings
-from dupguard.dagkit import dag_kwargs, run_time
-
-DOC = """
-### Daily duplicate health of every maintained system
+"""
+### dedup_health_daily: daily duplicate health of every maintained system
 
 One gate task per system; any breach fails the run and sends the alert.
 
@@ -18,48 +10,40 @@ One gate task per system; any breach fails the run and sends the alert.
 | `gate_positions` | unified table: total, unresolved, wallets, newest entry, hours stale (<= `max_hours_stale`), unresolved duplicates (must be 0), lots in both open and resolved (must be 0), unresolved >= `min_unresolved_rows`; the refresh DAG's own post-publish gate and thresholds |
 
 A system that is not set up yet (a missing table, the child-table migration not run) is reported in the
-task log and return value and its gate is **skipped**, not failed.
+task log and its gate is **skipped**, not failed. On failure: see docs/health.md (runbook).
 """
+from __future__ import annotations
 
+from airflow.sdk import dag, task
 
-def _skip_if_not_set_up(fn, *args, **kwargs):
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    try:
-        return fn(*args, **kwargs)
-    except health.NotSetUp as exc:
-        raise AirflowSkipException(f"not set up: {exc}") from exc
+from dupguard.common import settings
+from dupguard.common.dagkit import dag_kwargs
+from dupguard.health import tasks
 
 
 @dag(
     dag_id="dedup_health_daily",
-    **dag_kwargs(
-        doc_md=DOC, tags=["health", "telemetry", "breezeway", "clickhouse"], schedule="@daily",
-        params={
-            "max_hours_stale": Param(positions.DEFAULTS["max_hours_stale"], type="number", minimum=0,
-                                     description="newest unified entry may be at most this old (hours)"),
-            "min_unresolved_rows": Param(positions.DEFAULTS["min_unresolved_rows"], type="integer", minimum=0,
-                                         description="at least this many unresolved rows must be published"),
-        },
-    ),
+    **dag_kwargs(doc_md=__doc__, schedule="@daily", params=tasks.params(),
+                 tags=["health", "telemetry", "breezeway", "positions", "postgres", "clickhouse", "check"]),
 )
 def dedup_health_daily():
     @task
-    def gate_telemetry():
-        ctx = get_current_context()
-        return _skip_if_not_set_up(health.telemetry_health, settings.TELEMETRY_CONN_ID, run_time(ctx))
+    def gate_telemetry(logical_date=None, data_interval_end=None, dag_run=None):
+        """Telemetry: no id with a row inserted in the day (ending 10 min before the logical date)
+        has a second row; skipped while a telemetry table is missing."""
+        return tasks.gate_telemetry(logical_date, data_interval_end, dag_run)
 
     @task
     def gate_breezeway():
-        return _skip_if_not_set_up(health.breezeway_health, settings.BREEZEWAY_CONN_ID)
+        """Breezeway: no duplicate natural key and the six unique constraints valid; skipped until
+        the child-table migration has completed."""
+        return tasks.gate_breezeway()
 
-    @task(pool=settings.CLICKHOUSE_POOL)
-    def gate_positions():
-        ctx = get_current_context()
-        p = ctx["params"]
-        return _skip_if_not_set_up(health.positions_health, settings.CLICKHOUSE_CONN_ID, run_time(ctx),
-                                   max_hours_stale=float(p["max_hours_stale"]),
-                                   min_unresolved_rows=int(p["min_unresolved_rows"]))
+    @task(pool=settings.CLICKHOUSE_POOL, queue=settings.CLICKHOUSE_QUEUE)
+    def gate_positions(params=None, logical_date=None, data_interval_end=None, dag_run=None):
+        """Unified positions: the refresh's post-publish health gate with this run's thresholds;
+        skipped until the first refresh has created the table."""
+        return tasks.gate_positions(params, logical_date, data_interval_end, dag_run)
 
     gate_telemetry()
     gate_breezeway()

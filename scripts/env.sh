@@ -2,7 +2,7 @@
 # Everything lives in .local/ (git-ignored). Override ports with DUPGUARD_PG_PORT,
 # DUPGUARD_AIRFLOW_PORT, DUPGUARD_SMTP_PORT.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCAL="$ROOT/.local"
+LOCAL="${DUPGUARD_LOCAL:-$ROOT/.local}"
 PG_PORT="${DUPGUARD_PG_PORT:-5439}"
 AIRFLOW_PORT="${DUPGUARD_AIRFLOW_PORT:-8080}"
 SMTP_PORT="${DUPGUARD_SMTP_PORT:-1025}"

@@ -1,24 +1,100 @@
-"""Demo data for the Breezeway migration (``make demo``).
+"""Breezeway demo data: the seed's duplication pattern at any scale (``make demo``, tests, bench).
 
-``setup()`` creates the ``breezeway`` schema with the seed's duplication pattern at 1/1000
-scale (~38k child rows: task_requirements ~900 copies per key, reservation_guests none),
-plus a view, a grant, an extra index and triggers that must survive the migration. It
-does nothing when the schema already exists (so a migrated demo stays migrated).
-``background()`` runs the old ETL statement at a few rows per second, so the migration
-and the rollback are seen working while the ETL writes.
+The old ETL re-inserted every child row on every run, so a key's copies are spread over
+the table in run order, the oldest copy first. ``create_schema`` builds the database as the
+migration finds it (``tools/sql/breezeway/``: six child tables without a unique natural key,
+plus a view, grants, an extra index, foreign keys and triggers that must survive the
+migration); ``load`` fills it at a scale.
+
+``setup()`` loads 1/1000 scale (~38k child rows: task_requirements ~900 copies per key,
+reservation_guests none) and does nothing when the schema already exists (so a migrated demo
+stays migrated). ``background()`` runs the old ETL statement at a few rows per second, so the
+migration and the rollback are seen working while the ETL writes.
 """
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 DEMO_SCALE = 0.001
+SQL_DIR = Path(__file__).resolve().parent / "sql" / "breezeway"
+
+#: table -> (distinct keys, rows) in the seed's production database
+SEED_SHAPE = {
+    "task_requirements": (26_580, 24_174_099),
+    "property_photos": (16_113, 10_192_750),
+    "reservation_guests": (1_763_359, 1_763_359),
+    "task_assignments": (1_000, 1_485_262),
+    "task_photos": (26_000, 715_312),
+    "task_comments": (470, 14_664),
+}
+PARENT = {"property_photos": "properties", "task_requirements": "tasks", "task_comments": "tasks",
+          "task_assignments": "tasks", "task_photos": "tasks", "reservation_guests": "reservations"}
+PARENT_COL = {"properties": "property_pk", "tasks": "task_pk", "reservations": "reservation_pk"}
+NATURAL = {"property_photos": "photo_id", "task_requirements": "requirement_id", "task_comments": "comment_id",
+           "task_assignments": "assignee_id", "task_photos": "photo_id", "reservation_guests": "guest_id"}
+#: payload columns per table, and their SQL expressions of the key number i (bigint)
+_PAYLOAD = {
+    "property_photos": (("url", "caption"), "'https://img.breezeway.io/p/' || i || '/photo.jpg', 'Photo ' || i"),
+    "task_requirements": (("name", "status"), "'Requirement ' || i, (ARRAY['open','done','blocked'])[1 + mod(i, 3)]"),
+    "task_comments": (("body", "author"), "'Comment body number ' || i, 'user' || mod(i, 97)"),
+    "task_assignments": (("role",), "(ARRAY['cleaner','inspector','maintenance'])[1 + mod(i, 3)]"),
+    "task_photos": (("url",), "'https://img.breezeway.io/t/' || i || '.jpg'"),
+    "reservation_guests": (("name", "email"), "'Guest ' || i, 'guest' || i || '@example.com'"),
+}
+
+
+def shape(scale: float) -> dict[str, tuple[int, int]]:
+    """(keys, rows) per table at ``scale`` (at least one key, at least one row per key)."""
+    return {t: (max(1, round(k * scale)), max(max(1, round(k * scale)), round(r * scale)))
+            for t, (k, r) in SEED_SHAPE.items()}
+
+
+def create_schema(conn, *, audit_trigger: bool = True) -> None:
+    """Create the ``breezeway`` schema (fails if it exists: the caller decides). The audit
+    trigger proves the migration's own row moves do not fire user triggers."""
+    conn.execute((SQL_DIR / "create_demo_schema.sql").read_text())
+    if audit_trigger:
+        conn.execute((SQL_DIR / "create_demo_audit.sql").read_text())
+    conn.commit()
+
+
+def load(conn, scale: float, *, parents: int | None = None) -> dict[str, tuple[int, int]]:
+    """Fill parents and the six child tables with the seed's pattern at ``scale``.
+
+    Key ``i`` gets between 1 and ~2x the table's mean copies (deterministic skew); copy
+    ``c`` is the ``c``-th ETL run, loaded ``c`` hours after the first, in run order.
+    """
+    from psycopg import sql
+
+    sizes = shape(scale)
+    n_par = parents or max(10, round(50_000 * scale))
+    for p, col in PARENT_COL.items():
+        conn.execute(sql.SQL("INSERT INTO {} ({}, region_code) SELECT g, 'r' || mod(g, 5) "
+                             "FROM generate_series(1, %s) g ON CONFLICT DO NOTHING").format(
+            sql.Identifier("breezeway", p), sql.Identifier(col)), (n_par,))
+    for table, (keys, rows) in sizes.items():
+        cols, expr = _PAYLOAD[table]
+        # copies_i in [1, 2*mean-1], mean ~ rows/keys; the first key gets the most (the skew's head)
+        conn.execute(sql.SQL("""
+            INSERT INTO {table} ({parent}, {natural}, {cols}, region_code, created_at, updated_at)
+            SELECT 1 + mod(i, %(np)s), i, {expr}, 'r' || mod(i, 5),
+                   timestamptz '2024-01-01' + c * interval '1 hour', timestamptz '2024-01-01' + c * interval '1 hour'
+            FROM (SELECT i, greatest(1, round(1 + (2 * %(mean)s - 2) * mod(i * 2654435761, 1000) / 999.0))::int AS n
+                  FROM generate_series(1, %(keys)s) i) k
+            CROSS JOIN LATERAL generate_series(0, k.n - 1) c
+            ORDER BY c, i""").format(
+            table=sql.Identifier("breezeway", table), parent=sql.Identifier(PARENT_COL[PARENT[table]]),
+            natural=sql.Identifier(NATURAL[table]), cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+            expr=sql.SQL(expr)), {"np": n_par, "mean": rows / keys, "keys": keys})
+    conn.commit()
+    return sizes
 
 
 def setup() -> None:
-    from dupguard import settings
-    from dupguard.breezeway_demo import create_schema, load
-    from dupguard.connections import pg_connect
+    from dupguard.common import settings
+    from dupguard.common.connections import pg_connect
 
     with pg_connect(settings.BREEZEWAY_CONN_ID) as conn:
         if conn.execute("SELECT to_regnamespace('breezeway')").fetchone()[0] is not None:
@@ -42,8 +118,8 @@ def writer(rate: float = 2.0) -> None:
     """The old ETL's statement (no conflict target): duplicates until the constraint exists."""
     import random
 
-    from dupguard import settings
-    from dupguard.connections import pg_connect
+    from dupguard.common import settings
+    from dupguard.common.connections import pg_connect
 
     n = 0
     while True:

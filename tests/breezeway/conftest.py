@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from dupguard.breezeway_config import CHILD_TABLES
-from dupguard.breezeway_demo import create_schema, load
+from dupguard.breezeway.config import CHILD_TABLES
+from tools.demo_breezeway import create_schema, load
 
 SCALE = 0.001  # ~38k rows: the seed's pattern (task_requirements ~900 copies per key ...)
 T0 = datetime(2023, 6, 1, tzinfo=timezone.utc)

@@ -7,13 +7,14 @@ import time
 import pendulum
 import psycopg
 
-from dupguard import breezeway as mig
-from dupguard.breezeway_config import CHILD_TABLES, MIGRATION_DAG_ID, MIGRATION_ID
+from dupguard.breezeway import gates
+from dupguard.breezeway import ledger as bw_ledger
+from dupguard.breezeway.config import CHILD_TABLES, MIGRATION_DAG_ID, MIGRATION_ID
 from tests.breezeway.conftest import catalog_fingerprint, expected_keepers, table_rows
 
 MIG, RB = "child_tables_dedup_migration", "child_tables_dedup_rollback"
 # dag.test() keeps a run's conf in the cached DAG's params: every run passes all of them
-DEFAULTS = {"force": False, "stop_after": "", "batch_ids": 50_000}
+DEFAULTS = {"force": False, "stop_after": None, "batch_ids": 50_000}
 SKIPPED = {"preflight", "backup", "dedup", "reclaim", "constraints", "quality_gate", "finish"}
 
 
@@ -25,7 +26,7 @@ def snapshot(conn) -> dict[str, dict[int, tuple]]:
 
 
 def ledger(conn) -> dict:
-    row = mig.ledger_row(conn)
+    row = bw_ledger.ledger_row(conn)
     conn.commit()
     return row
 
@@ -93,7 +94,14 @@ def test_migration_end_to_end_then_noop_then_force(bw, run_dag):
     assert bw.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone()[0] == 0
     row = ledger(bw)
     assert row["status"] == "complete" and row["finished_at"] is not None
-    assert res.returns["quality_gate"]["passed"] is True
+    # the gate judged every check on one row per table, and the ledger holds its verdict and figures
+    gate = res.returns["quality_gate"]
+    assert gate["evaluated"] == len(gates.MIGRATION.checks)
+    assert {f["table_name"] for f in gate["tables"]} == {t.name for t in CHILD_TABLES}
+    assert all(f["duplicate_keys"] == 0 and f["constraint_valid"] == 1 and f["missing_keys"] == 0
+               and f["protected_constraints"] == 1 for f in gate["tables"]), gate["tables"]
+    assert row["steps"]["quality_gate"]["passed"] is True
+    assert row["steps"]["quality_gate"]["tables"] == gate["tables"]
     assert res.returns["reclaim"]["max_exclusive_lock_ms"] < 1000
 
     # a second trigger is a no-op that says so
@@ -183,7 +191,7 @@ def test_concurrent_second_trigger_is_refused(bw, run_dag):
 
 
 def bw_claim(run_id: str) -> dict:
-    return mig.claim("breezeway_postgres", run_id, dag_id=MIGRATION_DAG_ID)
+    return bw_ledger.claim("breezeway_postgres", run_id, dag_id=MIGRATION_DAG_ID)
 
 
 class OldEtlWriter(threading.Thread):
@@ -233,7 +241,7 @@ def test_concurrent_writer_inserting_duplicates(bw, bw_dsn, run_dag):
 
 
 def test_rollback_restores_rows_and_keeps_new_ones_then_migrates_again(bw, run_dag):
-    from dupguard.breezeway_upsert import upsert_children
+    from dupguard.breezeway.upsert import upsert_children
 
     before, keep = snapshot(bw), expected_keepers(bw)
     assert run_dag(MIG, conf=DEFAULTS).state == "success"
@@ -246,7 +254,11 @@ def test_rollback_restores_rows_and_keeps_new_ones_then_migrates_again(bw, run_d
 
     rb = run_dag(RB)
     assert rb.state == "success", rb.task_states
-    assert rb.returns["quality_gate"]["passed"] is True
+    gate = rb.returns["quality_gate"]
+    assert gate["evaluated"] == len(gates.ROLLBACK.checks)
+    assert all(f["rows_now"] == f["rows_expected"] and f["backup_rows_not_restored"] == 0
+               for f in gate["tables"]), gate["tables"]
+    assert ledger(bw)["steps"]["rollback_gate"]["passed"] is True
     for t in CHILD_TABLES:
         now = table_rows(bw, t.name)
         for i, r in before[t.name].items():  # byte-identical (the upserted row aside)

@@ -4,17 +4,19 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from dupguard import breezeway as mig
-from dupguard import settings
-from dupguard.breezeway_config import CHILD_TABLES, PROTECTED_CONSTRAINTS, table
-from dupguard.breezeway_upsert import MigrationRequired, build_upsert, upsert_children
+from dupguard.breezeway import constraints, dedup, gates, ledger, preflight, render, swap, tasks
+from dupguard.breezeway.config import CHILD_TABLES, PROTECTED_CONSTRAINTS, table
+from dupguard.breezeway.upsert import MigrationRequired, build_upsert, upsert_children
+from dupguard.common import settings
+from dupguard.common.errors import ConfigError
+from dupguard.common.gate import GateFailed
 
 CONN = "breezeway_postgres"
 
 
 def migrate(run_id: str = "test-run") -> None:
-    mig.claim(CONN, run_id)
-    for step in (mig.preflight, mig.backup, mig.dedup, mig.reclaim, mig.constraints):
+    ledger.claim(CONN, run_id)
+    for step in (preflight.preflight, preflight.backup, dedup.dedup, dedup.reclaim, constraints.constraints):
         step(CONN, run_id)
 
 
@@ -24,23 +26,30 @@ def test_natural_keys_are_configured_once_and_match_the_issue():
         "task_comments": ("task_pk", "comment_id"), "task_assignments": ("task_pk", "assignee_id"),
         "task_photos": ("task_pk", "photo_id"), "reservation_guests": ("reservation_pk", "guest_id")}
     assert not {t.constraint for t in CHILD_TABLES} & PROTECTED_CONSTRAINTS
-    with pytest.raises(ValueError, match="not a configured Breezeway child table"):
+    with pytest.raises(ConfigError, match="not a configured Breezeway child table"):
         table("task_tags")
+
+
+#: executed as they are (values bound, no identifier to fill in)
+RAW_SQL = {"create_ledger.sql", "insert_claim.sql", "update_claim.sql", "update_heartbeat.sql", "record_step.sql",
+           "record_baseline.sql", "complete_ledger.sql", "list_user_triggers.sql"}
 
 
 def test_every_sql_file_renders_with_quoted_identifiers(bw):
     from psycopg import sql
 
     t = table("task_photos")
-    ident = {k: sql.Identifier("dupguard", f"x_{k}") for k in ("keepers", "backup", "keys_before", "nullkeys_before")}
-    lit = {k: sql.Literal(1) for k in ("name", "regclass", "constraint", "size_before", "max_id_before",
-                                       "rows_before")}
-    for f in ("compute_keepers.sql", "delete_duplicates_batch.sql", "snapshot_keys.sql", "gate_table.sql",
-              "gate_rollback_table.sql"):
-        text = mig._fmt(settings.read_sql(f"breezeway/{f}"), t, **ident, **lit).as_string(bw)
-        assert '"breezeway"."task_photos"' in text, f
-        assert '"photo_id"' in text or f == "gate_rollback_table.sql", f
-        assert "{" not in text.replace("{}", ""), f"{f}: unrendered placeholder"
+    lit = {k: sql.Literal(1) for k in ("size_before", "max_id_before", "rows_before")}
+    ident = {k: sql.Identifier(k) for k in ("trigger", "columns", "backup_columns")}
+    files = sorted(p.name for p in (settings.sql_dir() / "breezeway").glob("*.sql"))
+    assert "gate_table.sql" in files and RAW_SQL <= set(files)
+    for f in sorted(set(files) - RAW_SQL):
+        text = render.render(f, t, oid=12345, lock=sql.SQL("FOR UPDATE"), **lit, **ident).as_string(bw)
+        assert "{" not in text.replace("'{}'", ""), f"{f}: unrendered placeholder"
+        if f not in ("select_ledger.sql", "count_valid_constraint.sql"):
+            assert '"breezeway"."task_photos"' in text or '"dupguard"."bw_' in text, f
+    for f in RAW_SQL:
+        assert "{" not in settings.read_sql(f"breezeway/{f}").replace("'{}'", ""), f"{f} is executed raw"
     bw.commit()
 
 
@@ -76,11 +85,16 @@ def test_missing_table_or_column_is_a_clear_error_and_changes_nothing(bw):
     bw.commit()
     before = bw.execute("SELECT count(*) FROM breezeway.task_requirements").fetchone()[0]
     bw.commit()
-    mig.claim(CONN, "r-missing")
-    with pytest.raises(mig.PreflightError) as err:
-        mig.preflight(CONN, "r-missing")
+    ledger.claim(CONN, "r-missing")
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.preflight(CONN, "r-missing")
     assert "table breezeway.task_comments does not exist" in str(err.value)
     assert "column breezeway.task_photos.photo_id does not exist" in str(err.value)
+    # in a task it fails without a retry: a retry cannot create the table
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="PreflightError: preflight failed"):
+        tasks.preflight("r-missing")
     assert bw.execute("SELECT count(*) FROM breezeway.task_requirements").fetchone()[0] == before
     assert bw.execute("SELECT to_regclass('dupguard.bw_keys_before_task_requirements')").fetchone()[0] is None
     bw.commit()
@@ -90,44 +104,68 @@ def test_unreachable_database_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_BREEZEWAY_POSTGRES",
                        '{"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "schema": "breezeway"}')
     with pytest.raises(ConnectionError, match="cannot reach PostgreSQL for connection 'breezeway_postgres'"):
-        mig.claim(CONN, "r-unreachable")
+        ledger.claim(CONN, "r-unreachable")
 
 
 def test_constraint_build_cleans_slipped_in_duplicates_and_drops_invalid_index(bw, monkeypatch):
-    """The first CREATE UNIQUE INDEX CONCURRENTLY meets duplicates (the clean is skipped once,
+    """The first CREATE UNIQUE INDEX CONCURRENTLY meets duplicates (the first clean is skipped,
     as if writers slipped them in): the INVALID index is dropped, the retry cleans and succeeds."""
     t = table("task_photos")
-    mig.claim(CONN, "r-retry")
-    mig.preflight(CONN, "r-retry")
-    mig.backup(CONN, "r-retry")
+    ledger.claim(CONN, "r-retry")
+    preflight.preflight(CONN, "r-retry")
+    preflight.backup(CONN, "r-retry")
     # a crashed earlier build left an INVALID index behind
     with psycopg.connect(bw.info.dsn, autocommit=True) as ac, pytest.raises(psycopg.errors.UniqueViolation):
         ac.execute("CREATE UNIQUE INDEX CONCURRENTLY task_photos_nk_try0_1 ON breezeway.task_photos "
                    "(task_pk, photo_id)")
-    real, calls = mig.dedup_pass, []
+    real, calls = dedup.delete_duplicates_now, []
 
-    def first_clean_skipped(conn_id, tb, **kw):
+    def first_clean_skipped(conn_id, tb):
         calls.append(tb.name)
-        if len(calls) == 1:
-            return {"removed": 0}
-        return real(conn_id, tb, **kw)
+        return 0 if len(calls) == 1 else real(conn_id, tb)
 
-    monkeypatch.setattr(mig, "dedup_pass", first_clean_skipped)
-    out = mig.add_constraint(CONN, t, run_id="r-retry")
-    assert [a["result"] for a in out["attempts"]] == ["duplicates slipped in", "built"]
-    assert "task_photos_nk_try0_1" in out["dropped_invalid"]
+    monkeypatch.setattr(constraints, "dedup_pass", lambda conn_id, tb, **kw: {"removed": 0})
+    monkeypatch.setattr(constraints, "delete_duplicates_now", first_clean_skipped)
+    out = constraints.add_constraint(CONN, t, run_id="r-retry")
+    assert out["status"] == "added" and out["build"]["status"] == "built"
+    assert out["build"]["attempts"] == 2 and out["build"]["recleaned_rows"] > 0 and len(calls) == 2
+    assert out["build"]["dropped_invalid"] == ["task_photos_nk_try0_1", "task_photos_nk_build"]
     assert bw.execute("SELECT count(*) FROM pg_index WHERE indrelid = 'breezeway.task_photos'::regclass AND NOT "
                       "indisvalid").fetchone()[0] == 0
     assert bw.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'task_photos_natural_key' AND "
                       "convalidated").fetchone()[0] == 1
     assert bw.execute("SELECT count(*) - count(DISTINCT (task_pk, photo_id)) FROM breezeway.task_photos"
                       ).fetchone()[0] == 0
+    assert constraints.add_constraint(CONN, t)["status"] == "already present"
     bw.commit()
 
 
+def test_failed_gate_is_recorded_in_the_ledger_then_fails_the_task(bw):
+    """A migrated table gets a duplicate behind the constraint's back: the gate fails, the
+    ledger says passed=false with the figures and the failed expectations, and the task sees
+    the gate's own GateFailed (no retry, not re-wrapped)."""
+    migrate("r-gate")
+    bw.execute("ALTER TABLE breezeway.task_photos DROP CONSTRAINT task_photos_natural_key")
+    bw.execute("INSERT INTO breezeway.task_photos (task_pk, photo_id, url, created_at) "
+               "SELECT task_pk, photo_id, 'planted', now() FROM breezeway.task_photos WHERE photo_id IS NOT NULL LIMIT 2")
+    bw.commit()
+    with pytest.raises(GateFailed) as failed:
+        tasks.quality_gate("r-gate")
+    assert failed.value.gate == gates.MIGRATION.name
+    row = ledger.ledger_row(bw)
+    bw.commit()
+    recorded = row["steps"]["quality_gate"]
+    assert recorded["passed"] is False
+    assert {d.split("(")[1].split(",")[0] for d in recorded["failed"]} == {"column='duplicate_keys'",
+                                                                           "column='constraint_valid'"}
+    photos = next(f for f in recorded["tables"] if f["table_name"] == "task_photos")
+    assert photos["duplicate_keys"] == 2 and photos["constraint_valid"] == 0
+    assert row["status"] == "running"  # not finished: force or a new run repairs it
+
+
 def test_steps_refuse_without_the_claim(bw):
-    with pytest.raises(mig.MigrationRefused, match="does not hold the migration claim"):
-        mig.dedup(CONN, "nobody")
+    with pytest.raises(ledger.MigrationRefused, match="does not hold the migration claim"):
+        dedup.dedup(CONN, "nobody")
     assert bw.execute("SELECT count(*) FROM breezeway.task_requirements").fetchone()[0] > 20_000
     bw.commit()
 
@@ -138,25 +176,25 @@ def test_copy_swap_dedup_keeps_rows_writers_touch_during_the_swap(bw, monkeypatc
     duplicate, a new key and an update of a row being removed. Nothing is lost, the backup
     holds exactly the removed rows (their values as removed), the updated row stays."""
     t = table("task_requirements")
-    mig.claim(CONN, "r-swap")
-    mig.preflight(CONN, "r-swap")
-    mig.backup(CONN, "r-swap")
+    ledger.claim(CONN, "r-swap")
+    preflight.preflight(CONN, "r-swap")
+    preflight.backup(CONN, "r-swap")
     before = {r[0]: r for r in bw.execute("SELECT * FROM breezeway.task_requirements")}
     victim = bw.execute("SELECT max(id) FROM breezeway.task_requirements WHERE task_pk = 11 AND requirement_id = 9005"
                         ).fetchone()[0]  # the newest of 400 copies: the swap's backup insert has taken it
     bw.commit()
-    real, new_ids = mig._swap_in, []
+    real, new_ids = swap.swap_in, []
 
-    def writers_act_then_swap(c, tb, compact, **kw):
+    def writers_act_then_swap(c, tb, **kw):
         with psycopg.connect(bw.info.dsn, autocommit=True) as w:
             new_ids.extend(r[0] for r in w.execute(
                 "INSERT INTO breezeway.task_requirements (task_pk, requirement_id, name, created_at) VALUES "
                 "(11, 9005, 'dup during swap', now()), (12, 777777, 'new key during swap', now()) RETURNING id"))
             w.execute("UPDATE breezeway.task_requirements SET name = 'updated during swap' WHERE id = %s", (victim,))
-        return real(c, tb, compact, **kw)
+        return real(c, tb, **kw)
 
-    monkeypatch.setattr(mig, "_swap_in", writers_act_then_swap)
-    out = mig.dedup_pass(CONN, t)
+    monkeypatch.setattr(swap, "swap_in", writers_act_then_swap)
+    out = dedup.dedup_pass(CONN, t)
     assert out["method"] == "copy-swap" and out["rows_changed_during_copy"] == 3
     now = {r[0]: r for r in bw.execute("SELECT * FROM breezeway.task_requirements")}
     backup = {r[0]: r for r in bw.execute("SELECT * FROM dupguard.bw_backup_task_requirements")}

@@ -77,7 +77,7 @@ def test_three_workflows_succeed_and_leave_clean_tables(api, demo_data):
                                  WHERE (SELECT count(*) FROM {table} x WHERE x.{col} = w.{col}) > 1""").fetchone()[0]
             assert dups == 0, table
     # breezeway: no duplicate natural key, the six constraints valid, task_tags_unique untouched
-    from dupguard.breezeway_config import CHILD_TABLES
+    from dupguard.breezeway.config import CHILD_TABLES
 
     with psycopg.connect(demo_data.dsn("breezeway")) as c:
         for t in CHILD_TABLES:

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from dupguard import settings
-from dupguard.connections import clickhouse_client
+from dupguard.common import settings
+from dupguard.common.connections import clickhouse_client
 
 LOGICAL = datetime(2026, 3, 2, tzinfo=timezone.utc)
 
@@ -75,7 +75,7 @@ def test_telemetry_duplicates_in_the_day_fail_the_gate(telemetry, run_dag, smtp_
 
 @pytest.fixture()
 def breezeway_demo(nothing_set_up):
-    from dupguard.breezeway_demo import create_schema, load
+    from tools.demo_breezeway import create_schema, load
 
     conn = psycopg.connect(nothing_set_up.dsn("breezeway"))
     create_schema(conn)

@@ -7,5 +7,5 @@ SELECT {name} AS table_name,
        {rows_before}::bigint - (SELECT count(*) FROM {table} WHERE id <= {max_id_before}) AS original_rows_missing,
        (SELECT count(*) FROM {table}) AS rows_now,
        {rows_before}::bigint + (SELECT count(*) FROM {table} WHERE id > {max_id_before}) AS rows_expected,
-       (SELECT count(*) FROM pg_constraint WHERE conrelid = {regclass}::regclass AND conname = {constraint})
+       (SELECT count(*) FROM pg_constraint WHERE conrelid = {oid} AND conname = {constraint})
          AS migration_constraint_left

@@ -1,13 +1,11 @@
 -- Quality-gate figures of one child table (one row; the gate unions the six).
 -- missing_keys: keys of the preflight snapshot absent now (an exact set comparison);
 -- removed_without_keeper: rows removed after the preflight (writers' duplicates) whose key
--- has no row left (keys present at preflight are covered by missing_keys).
+-- has no row left (keys present at preflight are covered by missing_keys);
+-- protected_constraints: the constraints of the schema nothing may drop, still there.
 SELECT {name} AS table_name,
-       (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {k1} IS NOT NULL AND {k2} IS NOT NULL
-                              GROUP BY {k1}, {k2} HAVING count(*) > 1) d) AS duplicate_keys,
-       (SELECT count(*) FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid
-         WHERE c.conrelid = {regclass}::regclass AND c.conname = {constraint} AND c.contype = 'u'
-           AND c.convalidated AND i.indisvalid) AS constraint_valid,
+       {duplicate_keys} AS duplicate_keys,
+       {constraint_valid} AS constraint_valid,
        (SELECT count(*) FROM {keys_before} kb
          WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{k1} = kb.k1 AND t.{k2} = kb.k2)) AS missing_keys,
        (SELECT count(*) FROM {nullkeys_before} nb
@@ -15,5 +13,7 @@ SELECT {name} AS table_name,
          AS nullkey_rows_changed,
        (SELECT count(*) FROM {backup} b WHERE b.id > {max_id_before}
          AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{k1} = b.{k1} AND t.{k2} = b.{k2})) AS removed_without_keeper,
+       (SELECT count(*) FROM pg_constraint WHERE conname = ANY(%(protected)s)
+         AND connamespace = to_regnamespace(%(schema)s)) AS protected_constraints,
        {size_before}::bigint AS size_before,
-       pg_total_relation_size({regclass}::regclass) AS size_after
+       pg_total_relation_size({oid}::regclass) AS size_after

@@ -1,5 +1,5 @@
-"""Breezeway child tables: the natural keys, in the one place the migration and the
-ETL upsert helper both read.
+"""Breezeway child tables: the natural keys and the migration's tuning, in the one place the
+migration, its rollback, the daily health check and the ETL upsert helper all read.
 
 Every child table has ``id bigserial PRIMARY KEY``, a parent column, a natural id, payload
 columns, ``region_code``, ``created_at`` and ``updated_at``. Its natural key is
@@ -10,17 +10,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dupguard.common.errors import ConfigError
+
 SCHEMA = "breezeway"
+#: dupguard's own objects in the migrated database: the ledger, backups, snapshots, copies.
 LEDGER_SCHEMA = "dupguard"
 MIGRATION_ID = "breezeway_child_tables_dedup_v1"
 MIGRATION_DAG_ID = "child_tables_dedup_migration"
 ROLLBACK_DAG_ID = "child_tables_dedup_rollback"
 
-# Constraints that exist before the migration and that nothing here may ever drop.
+#: The migration's steps in order (the ledger records each; ``stop_after`` names one).
+MIGRATION_STEPS = ("claim", "preflight", "backup", "dedup", "reclaim", "constraints", "quality_gate", "finish")
+
+#: Constraints that exist before the migration and that nothing here may ever drop.
 PROTECTED_CONSTRAINTS = frozenset({"task_tags_unique"})
 
-# Columns the upsert helper never overwrites on conflict: the row's first load time.
+#: Columns the upsert helper never overwrites on conflict: the row's first load time.
 UPSERT_PRESERVED_COLUMNS = ("created_at",)
+
+#: Columns the migration needs besides the natural key: ``id`` breaks ties and names rows in
+#: the backup, ``created_at`` picks the row to keep.
+REQUIRED_COLUMNS = ("id", "created_at")
+
+#: The trigger that logs the ids writers change while a table is copied for a swap.
+CHANGE_LOG_TRIGGER = "dupguard_reclaim_log"
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,12 @@ class ChildTable:
     @property
     def constraint(self) -> str:
         return f"{self.name}_natural_key"
+
+    @property
+    def build_index(self) -> str:
+        """The unique index built CONCURRENTLY; ``ADD CONSTRAINT ... USING INDEX`` renames it to
+        :attr:`constraint`, so a leftover under this name is an unfinished build."""
+        return f"{self.name}_nk_build"
 
     @property
     def qualified(self) -> str:
@@ -47,19 +66,31 @@ CHILD_TABLES: tuple[ChildTable, ...] = (
 )
 BY_NAME = {t.name: t for t in CHILD_TABLES}
 
-# Tuning, with the reason for each value.
-BATCH_IDS = 50_000            # id range per dedup/restore transaction: ~0.1-0.3 s, row locks only
-LOCK_TIMEOUT_MS = 1_000       # an exclusive lock we cannot get within 1 s is released and retried,
-                              # so writers never queue behind us for longer than that
-LOCK_RETRIES = 30             # ... up to this many times, with a growing pause in between
-CONSTRAINT_ATTEMPTS = 5       # bounded clean-and-retry of CREATE UNIQUE INDEX CONCURRENTLY
-REWRITE_WHEN_LIVE_BELOW = 0.8  # a table losing more than 20% of its rows is deduped by copy-swap (kept
-                               # rows copied, TRUNCATE + reload: no row-by-row DELETE, space back to
-                               # the OS at once); otherwise DELETE batches, and the reclaim compacts
-                               # when fewer than 80% of its original rows remain, else plain VACUUM
-DEDUP_WORK_MEM_MB = 256       # the dedup session's work_mem: the keepers' hash aggregate (one group
-                              # per natural key) stays in memory instead of spilling
-STALE_CLAIM_MINUTES = 30      # a claim of a run Airflow does not know is stale after this silence
+# --- tuning, with the reason for each value -------------------------------------------------
+#: id range per dedup transaction: ~0.1-0.3 s holding row locks only (the DAG's ``batch_ids``).
+BATCH_IDS = 50_000
+#: heap pages per restore transaction of the rollback: short transactions, row locks only.
+RESTORE_PAGES_PER_BATCH = 500
+#: the dedup's delete batches refresh the ledger heartbeat this often, so a long dedup is not
+#: mistaken for a dead run (see STALE_CLAIM_MINUTES).
+HEARTBEAT_EVERY_BATCHES = 20
+#: an exclusive lock we cannot get within 1 s is released and retried, so writers never queue
+#: behind us for longer than that ...
+LOCK_TIMEOUT_MS = 1_000
+#: ... up to this many times, with a growing pause in between.
+LOCK_RETRIES = 30
+#: bounded clean-and-retry of CREATE UNIQUE INDEX CONCURRENTLY while writers add duplicates.
+CONSTRAINT_ATTEMPTS = 5
+#: a table losing more than 20% of its rows is deduped by copy-swap (kept rows copied,
+#: TRUNCATE + reload: no row-by-row DELETE, space back to the OS at once); otherwise DELETE
+#: batches, and the reclaim compacts when fewer than 80% of its original rows remain, else
+#: plain VACUUM.
+REWRITE_WHEN_LIVE_BELOW = 0.8
+#: the dedup session's work_mem: the keepers' hash aggregate (one group per natural key) stays
+#: in memory instead of spilling.
+DEDUP_WORK_MEM_MB = 256
+#: a claim of a run Airflow does not know is stale after this silence.
+STALE_CLAIM_MINUTES = 30
 
 
 def table(name: str) -> ChildTable:
@@ -67,5 +98,5 @@ def table(name: str) -> ChildTable:
     try:
         return BY_NAME[name]
     except KeyError:
-        raise ValueError(f"'{name}' is not a configured Breezeway child table "
-                         f"(configured: {', '.join(BY_NAME)})") from None
+        raise ConfigError(f"'{name}' is not a configured Breezeway child table "
+                          f"(configured: {', '.join(BY_NAME)})") from None

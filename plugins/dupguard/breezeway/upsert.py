@@ -1,6 +1,6 @@
 """The ETL fix: child-table upsert on the natural key (never ``ON CONFLICT`` without a target).
 
-    from dupguard.breezeway_upsert import upsert_children
+    from dupguard.breezeway.upsert import upsert_children
     with pg_connect(BREEZEWAY_CONN_ID) as conn:
         upsert_children(conn, "task_photos", rows)   # rows: list of dicts
         conn.commit()
@@ -8,7 +8,7 @@
 Each batch is COPYed into a temporary table, then
 ``INSERT ... SELECT DISTINCT ON (<natural key>) ... ON CONFLICT (<natural key>) DO UPDATE
 SET <non-key columns> = EXCLUDED.<column>`` (``created_at`` keeps the first load time).
-The natural key comes from :mod:`dupguard.breezeway_config`, the same place the migration
+The natural key comes from :mod:`dupguard.breezeway.config`, the same place the migration
 reads, and the statement needs the migration's UNIQUE constraint: before the migration
 it fails with a message saying so.
 """
@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from dupguard.breezeway_config import SCHEMA, UPSERT_PRESERVED_COLUMNS, ChildTable, table as child_table
+from dupguard.breezeway.config import SCHEMA, UPSERT_PRESERVED_COLUMNS, ChildTable, table as child_table
+from dupguard.common import pg
+from dupguard.common.errors import ConfigError
 
 
-class MigrationRequired(RuntimeError):
+class MigrationRequired(ConfigError):
     """The table has no UNIQUE constraint on its natural key yet."""
 
 
@@ -43,13 +45,9 @@ def build_upsert(t: ChildTable, columns: Sequence[str], staging: str = "bw_upser
         table=sql.Identifier(SCHEMA, t.name), cols=cols, key=key, stage=sql.Identifier(staging), action=action)
 
 
-def has_natural_key_constraint(conn, t: ChildTable) -> bool:
-    return conn.execute(
-        "SELECT 1 FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid"
-        " WHERE c.conrelid = to_regclass(%s) AND c.contype IN ('u', 'p') AND i.indisvalid AND c.conkey::int[] <@"
-        " (SELECT array_agg(attnum::int) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = ANY(%s))"
-        " AND cardinality(c.conkey) = %s",
-        (f"{SCHEMA}.{t.name}", f"{SCHEMA}.{t.name}", list(t.natural_key), len(t.natural_key))).fetchone() is not None
+def has_unique_natural_key(conn, t: ChildTable, oid: int) -> bool:
+    """A valid unique index on the natural key (in either order): ``ON CONFLICT`` can infer it."""
+    return any(pg.valid_unique_index(conn, oid, cols) for cols in (t.natural_key, t.natural_key[::-1]))
 
 
 def upsert_children(conn, table: str, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 5_000) -> int:
@@ -60,14 +58,15 @@ def upsert_children(conn, table: str, rows: Iterable[Mapping[str, Any]], *, batc
     from psycopg import sql
 
     t = child_table(table)
-    if not has_natural_key_constraint(conn, t):
+    oid = pg.table_oid(conn, SCHEMA, t.name)
+    if oid is None:
+        raise ConfigError(f"table {t.qualified} does not exist")
+    if not has_unique_natural_key(conn, t, oid):
         raise MigrationRequired(
             f"{t.qualified} has no UNIQUE constraint on ({', '.join(t.natural_key)}): ON CONFLICT on the natural key "
             "needs it. Run the Airflow DAG child_tables_dedup_migration first (it removes the existing duplicates "
             "and adds the constraint), then re-run this load.")
-    table_cols = {r[0] for r in conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
-        (f"{SCHEMA}.{t.name}",))}
+    table_cols = pg.columns(conn, oid)
     sent, batch, columns = 0, [], None
     for row in rows:
         if columns is None:

@@ -28,6 +28,13 @@ def columns(conn, oid: int) -> set[str]:
         "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", (oid,))}
 
 
+def insertable_columns(conn, oid: int) -> list[str]:
+    """The columns of ``oid`` a row copy may write, in table order (no dropped or generated column)."""
+    return [r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped"
+        " AND attgenerated = '' ORDER BY attnum", (oid,))]
+
+
 def missing_columns(conn, oid: int, wanted: Sequence[str]) -> list[str]:
     have = columns(conn, oid)
     return [c for c in wanted if c not in have]
