@@ -9,6 +9,8 @@ One gate task per system; any breach fails the run and sends the alert.
 | `gate_breezeway` | per child table: duplicate natural keys (must be 0), the migration's unique constraint present and valid, table size |
 | `gate_positions` | unified table: total, unresolved, wallets, newest entry, hours stale (<= `max_hours_stale`), unresolved duplicates (must be 0), lots in both open and resolved (must be 0), unresolved >= `min_unresolved_rows`; the refresh DAG's own post-publish gate and thresholds |
 
+`open_incidents` lists the alert incidents open now (see the README's Alerts section).
+
 A system that is not set up yet (a missing table, the child-table migration not run) is reported in the
 task log and its gate is **skipped**, not failed. On failure: see docs/health.md (runbook).
 """
@@ -45,9 +47,16 @@ def dedup_health_daily():
         skipped until the first refresh has created the table."""
         return tasks.gate_positions(params, logical_date, data_interval_end, dag_run)
 
+    @task
+    def open_incidents():
+        """The alert incidents open now, each with its first failure, the failures counted since and
+        the latest error (also logged); the report of on-call's day."""
+        return tasks.open_incidents()
+
     gate_telemetry()
     gate_breezeway()
     gate_positions()
+    open_incidents()
 
 
 dedup_health_daily()

@@ -124,6 +124,22 @@ def output_dir() -> Path:
     return d
 
 
+@pytest.fixture(autouse=True)
+def no_incidents():
+    """Every test starts and ends with no open alert incident (Airflow Variables
+    ``dupguard_incident__*``): a failure in one test must not silence the next test's alert."""
+    def clear():
+        from airflow.models.variable import Variable
+        from airflow.utils.session import create_session
+
+        with create_session() as s:
+            s.query(Variable).filter(Variable.key.like("dupguard_incident__%")).delete(synchronize_session=False)
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture(scope="session")
 def run_dag():
     """Run a DAG of ``dags/`` with ``dag.test()``; returns a :class:`tests.airflow_helpers.DagRunResult`."""

@@ -88,3 +88,12 @@ def test_dag_files_stay_thin():
     """Logic lives in plugins/dupguard and SQL in include/sql: DAG files stay short."""
     for path in DAG_FILES:
         assert len(path.read_text().splitlines()) < 200, f"{path.name} is not thin"
+
+
+def test_health_report_watches_every_task_that_can_hold_an_incident():
+    """The daily report finds open incidents by key: its registry must name every real task."""
+    from dupguard.health.config import watched_tasks
+
+    bag = dagbag()
+    real = {dag_id: {*bag.get_dag(dag_id).task_ids, "<run>", "<late>"} for dag_id in bag.dag_ids}
+    assert {dag_id: set(tasks) for dag_id, tasks in watched_tasks().items()} == real

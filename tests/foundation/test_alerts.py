@@ -16,27 +16,25 @@ def _subjects(sink, wait: float = 1.0) -> list[str]:
     return [m["Subject"] for m in sink.messages]
 
 
+def _age_last_message(dag_id: str, task_id: str, minutes: float) -> None:
+    """Move the incident's last message ``minutes`` into the past, as if that much time had gone by."""
+    from datetime import datetime, timedelta, timezone
+
+    from dupguard.common import incidents
+
+    store = incidents.VariableStore()
+    inc = store.get(incidents.key(dag_id, task_id))
+    inc["last_notified_at"] = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat()
+    store.set(incidents.key(dag_id, task_id), inc)
+
+
 def _probe(dag_id: str = "dupguard_alert_probe", fail: bool = True):
     return run_dag(dag_id, conf={"fail": fail}, folder=PROBE_DIR)
 
 
-@pytest.fixture()
-def no_incidents():
-    """Every test starts and ends with no open incident of the probes."""
-    from airflow.models.variable import Variable
-    from airflow.utils.session import create_session
 
-    def clear():
-        with create_session() as s:
-            s.query(Variable).filter(Variable.key.like("dupguard_incident__%")).delete(synchronize_session=False)
-
-    clear()
-    yield
-    clear()
-
-
-def test_incident_opens_once_reminds_after_the_interval_and_recovers(smtp_sink, no_incidents, monkeypatch):
-    monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "60")
+def test_incident_opens_once_reminds_after_the_interval_and_recovers(smtp_sink, monkeypatch):
+    monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "60.0")
     runs = [_probe() for _ in range(5)]
     assert all(r.state == "failed" for r in runs)
     assert runs[0].task_states == {"fine": "success", "broken": "failed"}
@@ -49,10 +47,10 @@ def test_incident_opens_once_reminds_after_the_interval_and_recovers(smtp_sink, 
     assert "planted failure after 1" in text and "planted failure after 1" in html
     assert "Next step:" in text and f"/dags/dupguard_alert_probe/runs/" in text and "/tasks/broken" in text
 
-    # the repeat interval has passed (a float is accepted): exactly one reminder, then none
+    # the repeat interval has passed (the incident's last message is made 61 minutes old):
+    # exactly one reminder, then none
     smtp_sink.clear()
-    monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "0.02")
-    time.sleep(1.3)
+    _age_last_message("dupguard_alert_probe", "broken", minutes=61)
     _probe()
     _probe()
     subjects = _subjects(smtp_sink)
@@ -69,7 +67,7 @@ def test_incident_opens_once_reminds_after_the_interval_and_recovers(smtp_sink, 
     assert subjects[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.broken after 7 failed runs (")
 
 
-def test_incidents_of_different_dags_are_independent(smtp_sink, no_incidents):
+def test_incidents_of_different_dags_are_independent(smtp_sink):
     a, b = _probe("dupguard_alert_probe"), _probe("dupguard_alert_probe_b")
     _probe("dupguard_alert_probe")
     assert sorted(_subjects(smtp_sink)) == sorted([
@@ -84,7 +82,7 @@ def test_incidents_of_different_dags_are_independent(smtp_sink, no_incidents):
     assert _subjects(smtp_sink) == []
 
 
-def test_incident_state_survives_a_new_process(smtp_sink, no_incidents):
+def test_incident_state_survives_a_new_process(smtp_sink):
     """The state is in Airflow's metadata database, not in the process that runs the tasks."""
     import json
     import os
@@ -108,7 +106,7 @@ def test_incident_state_survives_a_new_process(smtp_sink, no_incidents):
         assert json.loads(row.val)["failures"] == 2
 
 
-def test_dag_callback_speaks_only_for_runs_without_a_failed_task(smtp_sink, no_incidents):
+def test_dag_callback_speaks_only_for_runs_without_a_failed_task(smtp_sink):
     from dupguard.common.notify import handle_failure
 
     class Run:
@@ -145,7 +143,7 @@ def test_gate_failure_alert_names_tables_bounds_observed_keys_and_next_step():
     assert "id-1, id-2" in m["html"] and "Next step" in m["html"]
 
 
-def test_broken_alert_channel_does_not_raise(monkeypatch, caplog, no_incidents):
+def test_broken_alert_channel_does_not_raise(monkeypatch, caplog):
     """An unreachable SMTP server is logged; the callback itself never raises."""
     import json
 
@@ -183,7 +181,7 @@ def test_run_time_of_a_manual_run_without_logical_date():
         run_time(None, None, None)
 
 
-def test_run_dag_does_not_leak_conf_into_the_next_run(no_incidents):
+def test_run_dag_does_not_leak_conf_into_the_next_run():
     """A run's conf must not become the next run's params (the Param objects are shared)."""
     from tests.airflow_helpers import get_dag
 
@@ -193,7 +191,7 @@ def test_run_dag_does_not_leak_conf_into_the_next_run(no_incidents):
     assert all(t.params.get("fail", True) is True for t in dag.tasks)
 
 
-def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink, no_incidents):
+def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink):
     """The Deadline Alert callback, called as Airflow's scheduler queues it (the run as the REST API
     describes it), opens a LATE incident; the run's last task succeeding closes it."""
     from dupguard.common.notify import deadline_missed, handle_success
@@ -221,3 +219,41 @@ def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink, no_i
 
     assert handle_success({"dag_run": Run(), "ti": Ti(), "task": Task()}) == ["<late>"]
     assert _subjects(smtp_sink)[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.<late> after 2 failed runs")
+
+
+def test_daily_health_report_lists_open_incidents(smtp_sink):
+    """An incident opened by a failing task shows in dedup_health_daily's open_incidents report."""
+    from dupguard.common import incidents
+    from dupguard.common.notify import handle_failure
+
+    class Run:
+        dag_id = "blocks_duplicate_cleanup"
+        run_id = "r1"
+
+    class Ti:
+        task_id = "delete_duplicate_blocks"
+        map_index = -1
+        try_number = 1
+
+    handle_failure({"dag_run": Run(), "ti": Ti(), "exception": RuntimeError("table blocks is away")})
+    handle_failure({"dag_run": Run(), "ti": Ti(), "exception": RuntimeError("table blocks is away")})
+    from dupguard.health.tasks import open_incidents
+
+    report = open_incidents()
+    assert report["open_incidents"] == 1
+    inc = report["incidents"][0]
+    assert (inc["dag_id"], inc["task_id"], inc["failures"]) == ("blocks_duplicate_cleanup", "delete_duplicate_blocks", 2)
+    assert "table blocks is away" in inc["latest_error"]
+    assert incidents.key("blocks_duplicate_cleanup", "delete_duplicate_blocks") == \
+        "dupguard_incident__blocks_duplicate_cleanup__delete_duplicate_blocks"
+
+
+def test_repeat_interval_accepts_a_float_and_falls_back_on_garbage(monkeypatch):
+    from datetime import timedelta
+
+    from dupguard.common.incidents import repeat_interval
+
+    monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "0.5")
+    assert repeat_interval() == timedelta(seconds=30)
+    monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "soon")
+    assert repeat_interval() == timedelta(minutes=60)

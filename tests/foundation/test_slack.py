@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tests.foundation.test_alerts import PROBE_DIR, _subjects, no_incidents  # noqa: F401 - fixture
+from tests.foundation.test_alerts import PROBE_DIR, _subjects
 from tests.airflow_helpers import run_dag
 
 
@@ -34,7 +34,7 @@ def slack(monkeypatch):
     server.shutdown()
 
 
-def test_slack_gets_the_same_sequence_as_email(slack, smtp_sink, no_incidents, monkeypatch):  # noqa: F811
+def test_slack_gets_the_same_sequence_as_email(slack, smtp_sink, monkeypatch):
     monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "60")
     for fail in (True, True, True, False, False):
         run_dag("dupguard_alert_probe", conf={"fail": fail}, folder=PROBE_DIR)

@@ -101,19 +101,3 @@ def db(request) -> Db:
     with ch() as client:
         client.command(f"DROP DATABASE IF EXISTS {tables.ident(name)}")
 
-
-@pytest.fixture()
-def no_incidents():
-    """No open alert incident of the positions DAGs (a second failure of a task within the
-    repeat interval is counted, not emailed), before and after the test."""
-    from airflow.models.variable import Variable
-    from airflow.utils.session import create_session
-
-    def clear():
-        with create_session() as s:
-            s.query(Variable).filter(Variable.key.like("dupguard_incident__unified_positions_%")).delete(
-                synchronize_session=False)
-
-    clear()
-    yield
-    clear()

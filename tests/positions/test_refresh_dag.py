@@ -80,7 +80,7 @@ def test_refresh_repairs_table_then_moves_a_resolving_market(db, run_dag, shape)
 
 @pytest.mark.parametrize("conf", [{"min_unresolved_rows": 10**9}, {"max_drop_ratio": 0.9}],
                          ids=["too_few_open_rows", "too_big_a_drop"])
-def test_failing_staging_gate_publishes_nothing(db, run_dag, smtp_sink, no_incidents, conf):
+def test_failing_staging_gate_publishes_nothing(db, run_dag, smtp_sink, conf):
     # 20 published open lots of a market nobody holds any more: a rebuild keeps 6 of 26
     padding = [sc.stale_open_row(f"0xpad{i}", "0xgone", "0xcA", 0) for i in range(20)]
     load(db, table="unpartitioned", published=[sc.archived_row(), sc.stale_open_row(), *padding])

@@ -10,19 +10,6 @@ import pytest
 DAG = "blocks_duplicate_cleanup"
 
 
-@pytest.fixture()
-def no_incidents():
-    from airflow.models.variable import Variable
-    from airflow.utils.session import create_session
-
-    def clear():
-        with create_session() as s:
-            s.query(Variable).filter(Variable.key.like("dupguard_incident__%")).delete(synchronize_session=False)
-
-    clear()
-    yield
-    clear()
-
 
 def _subjects(sink) -> list[str]:
     time.sleep(1.0)  # a message that should not be sent has time to arrive if it were
@@ -33,7 +20,7 @@ def _runs(run_dag, start, n):
     return [run_dag(DAG, start + timedelta(minutes=i)) for i in range(n)]
 
 
-def test_one_table_unavailable_for_five_runs_then_back(tdb, run_dag, logical_date, smtp_sink, no_incidents,
+def test_one_table_unavailable_for_five_runs_then_back(tdb, run_dag, logical_date, smtp_sink,
                                                        monkeypatch):
     monkeypatch.setenv("DUPGUARD_ALERT_REPEAT_MINUTES", "60")
     tdb.execute("ALTER TABLE blocks RENAME TO blocks_away")
@@ -54,7 +41,7 @@ def test_one_table_unavailable_for_five_runs_then_back(tdb, run_dag, logical_dat
     assert subjects[0].startswith(f"[dupguard] RECOVERED {DAG}.delete_duplicate_blocks after 5 failed runs (")
 
 
-def test_two_tables_unavailable_are_two_incidents(tdb, run_dag, logical_date, smtp_sink, no_incidents):
+def test_two_tables_unavailable_are_two_incidents(tdb, run_dag, logical_date, smtp_sink):
     tdb.execute("ALTER TABLE blocks RENAME TO blocks_away")
     tdb.execute("ALTER TABLE streams RENAME TO streams_away")
     failed = _runs(run_dag, logical_date, 3)

@@ -5,6 +5,7 @@ skipped task, before ``dagkit.fail_fast`` would fail it; a breach is the gate's 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -12,6 +13,8 @@ from typing import Any, TypeVar
 from dupguard.common import dagkit, settings
 from dupguard.health import checks
 from dupguard.health.config import POSITIONS_PARAMS
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,3 +64,16 @@ def gate_positions(params: dict[str, Any], logical_date: datetime | None = None,
     return checks.positions_health(settings.CLICKHOUSE_CONN_ID, _as_of(logical_date, data_interval_end, dag_run),
                                    max_hours_stale=float(params["max_hours_stale"]),
                                    min_unresolved_rows=int(params["min_unresolved_rows"]))
+
+
+def open_incidents() -> dict[str, Any]:
+    """The alert incidents open now (first failure, failures counted since, latest error)."""
+    from dupguard.common import incidents
+    from dupguard.health.config import watched_tasks
+
+    pairs = [(dag_id, task_id) for dag_id, tasks_ in watched_tasks().items() for task_id in tasks_]
+    found = incidents.open_incidents(incidents.VariableStore(), pairs)
+    for inc in found:
+        log.warning("open incident %s.%s since %s: %s failed run(s); latest: %s", inc["dag_id"], inc["task_id"],
+                    inc["opened_at"], inc["failures"], str(inc["latest_error"]).splitlines()[0][:200])
+    return {"open_incidents": len(found), "incidents": found, "watched_tasks": len(pairs)}
