@@ -44,7 +44,7 @@ from dupguard.common.dagkit import dag_kwargs
                            description="Re-check and repair a completed migration: every step runs again "
                                        "(removes duplicates written since, re-adds a dropped constraint)."),
             "stop_after": Param(None, type=["null", "string"], enum=[None, *MIGRATION_STEPS[:-1]],
-                                title="Stop after step (drill)",
+                                values_display={None: "(normal run)"}, title="Stop after step (drill)",
                                 description="Fail the run right after this step, as if the worker died; the "
                                             "next trigger resumes where it stopped. Leave empty for a normal run."),
             "batch_ids": Param(BATCH_IDS, type="integer", minimum=1_000, title="Ids per dedup batch",

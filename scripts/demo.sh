@@ -70,13 +70,14 @@ cat <<MSG
   -------------------
   UI:         http://localhost:$AIRFLOW_PORT     login: $DEMO_USER / $DEMO_PASSWORD
   Alerts:     .local/mail/*.eml   (SMTP sink on 127.0.0.1:$SMTP_PORT)
-  Data Docs:  .local/data_docs/index.html
+  dupguard:   http://localhost:$AIRFLOW_PORT/dupguard/  (the dupguard entry in the UI: charts, gate results)
   Logs:       .local/logs/  (airflow.log, smtp-sink.log, ...)
   PostgreSQL: postgresql://postgres@127.0.0.1:$PG_PORT/{telemetry,breezeway,airflow}
 
   DAGs:       blocks_duplicate_cleanup (every minute), unified_positions_refresh (every 6 h),
               child_tables_dedup_migration (triggered once now), dedup_health_daily (daily);
-              by hand: telemetry_unique_indexes, unified_positions_deduplicate, child_tables_dedup_rollback
+              by hand: telemetry_unique_indexes, unified_positions_deduplicate, unified_positions_rollback,
+                       unified_positions_adopt_partitioning, child_tables_dedup_rollback
   Trigger from the UI: Dags -> <dag_id> -> Trigger (a paused DAG runs once unpaused: the toggle)
   Trigger with the REST API:
     TOKEN=\$(curl -s -X POST http://localhost:$AIRFLOW_PORT/auth/token -H 'Content-Type: application/json' \\

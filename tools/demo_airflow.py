@@ -13,7 +13,8 @@ import time
 from tools.airflow_api import AirflowApi
 
 # manual DAGs that repair or undo: left paused in the demo, trigger them on purpose
-KEEP_PAUSED = {"telemetry_unique_indexes", "child_tables_dedup_rollback", "unified_positions_deduplicate"}
+KEEP_PAUSED = {"telemetry_unique_indexes", "child_tables_dedup_rollback", "unified_positions_deduplicate",
+               "unified_positions_rollback", "unified_positions_adopt_partitioning"}
 # triggered once when the demo starts, so the UI shows their runs within minutes
 TRIGGER_ON_START = ("child_tables_dedup_migration", "unified_positions_refresh")
 # unpaused once these have succeeded

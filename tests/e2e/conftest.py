@@ -107,3 +107,45 @@ def chromium_driver(window=(1400, 900)):
               f"--window-size={window[0]},{window[1]}"):
         opts.add_argument(a)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+@pytest.fixture(scope="module")
+def demo_data(pg_cluster):
+    """Fresh demo data in the session's databases (other test modules leave their own tables)."""
+    import psycopg
+
+    from dupguard.common.connections import clickhouse_client
+    from tools import demo_breezeway, demo_polymarket, demo_telemetry
+
+    with psycopg.connect(pg_cluster.dsn("telemetry"), autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS blocks, streams, processes CASCADE")
+        c.execute("DROP TYPE IF EXISTS micromegas_property CASCADE")
+    with psycopg.connect(pg_cluster.dsn("breezeway"), autocommit=True) as c:
+        c.execute("DROP SCHEMA IF EXISTS breezeway, dupguard CASCADE")
+    with clickhouse_client("polymarket_clickhouse") as ch:
+        for t in ch.query("SHOW TABLES").result_rows:
+            ch.command(f"DROP TABLE IF EXISTS `{t[0]}`")
+    demo_telemetry.setup()
+    demo_breezeway.setup()
+    demo_polymarket.setup()
+    return pg_cluster
+
+
+@pytest.fixture(scope="module")
+def browser(airflow_server):
+    """Headless Chromium logged into the UI (module-scoped: one login for a module's tests)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium_driver(window=(1400, 1000))
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{airflow_server.base_url}/")
+        wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(USER)
+        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda d: "/auth/login" not in d.current_url)
+        yield driver
+    finally:
+        driver.quit()

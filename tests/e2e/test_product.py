@@ -22,26 +22,6 @@ WORKFLOWS = ("blocks_duplicate_cleanup", "child_tables_dedup_migration", "unifie
 
 
 @pytest.fixture(scope="module")
-def demo_data(pg_cluster):
-    """Fresh demo data in the session's databases (other test modules leave their own tables)."""
-    from dupguard.common.connections import clickhouse_client
-    from tools import demo_breezeway, demo_polymarket, demo_telemetry
-
-    with psycopg.connect(pg_cluster.dsn("telemetry"), autocommit=True) as c:
-        c.execute("DROP TABLE IF EXISTS blocks, streams, processes CASCADE")
-        c.execute("DROP TYPE IF EXISTS micromegas_property CASCADE")
-    with psycopg.connect(pg_cluster.dsn("breezeway"), autocommit=True) as c:
-        c.execute("DROP SCHEMA IF EXISTS breezeway, dupguard CASCADE")
-    with clickhouse_client("polymarket_clickhouse") as ch:
-        for t in ch.query("SHOW TABLES").result_rows:
-            ch.command(f"DROP TABLE IF EXISTS `{t[0]}`")
-    demo_telemetry.setup()
-    demo_breezeway.setup()
-    demo_polymarket.setup()
-    return pg_cluster
-
-
-@pytest.fixture(scope="module")
 def api(airflow_server, demo_data):
     airflow_server.wait_for_dags(list(WORKFLOWS) + ["dedup_health_daily"], timeout=240)
     return airflow_server

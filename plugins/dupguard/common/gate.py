@@ -263,16 +263,16 @@ def run_gate(spec: GateSpec, *, conn_id: str | None = None, query: str | None = 
         "results": results,
         "data_docs": None,
     }
+    if failures and not errors and offending is not None:
+        try:
+            summary["offending"] = _jsonable(list(offending())[:MAX_OFFENDING])
+        except Exception as exc:  # noqa: BLE001 - the examples are a courtesy; the verdict stands
+            log.warning("gate %s: could not list the offending keys: %s", spec.name, exc)
     summary["data_docs"] = data_docs.record(summary, gx_results=run.run_results.values())
     log.info("gate %s: %s (%d/%d passed); Data Docs: %s", spec.name, "PASSED" if summary["success"] else "FAILED",
              len(results) - len(failures) - len(errors), len(results), data_docs.page_url(summary["data_docs"]))
     if errors:
         raise GateError(spec.name, errors)
-    if failures and offending is not None:
-        try:
-            summary["offending"] = _jsonable(list(offending())[:MAX_OFFENDING])
-        except Exception as exc:  # noqa: BLE001 - the examples are a courtesy; the verdict stands
-            log.warning("gate %s: could not list the offending keys: %s", spec.name, exc)
     if failures and raise_on_failure:
         raise GateFailed(spec.name, failures, summary)
     return summary

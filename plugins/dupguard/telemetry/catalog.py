@@ -17,13 +17,13 @@ def idents(tbl: TelemetryTable) -> dict[str, Any]:
 
 
 def compose(text: str, tbl: TelemetryTable, **extra: Any):
-    """``text`` with the table's identifiers filled in, and ``{extra_copies}``: the keep rule
-    (``include/sql/telemetry/extra_copies.sql``) shared by every delete."""
+    """``text`` with the table's identifiers filled in, and ``{delete_extra_copies}``: the keep rule
+    and its delete (``include/sql/telemetry/delete_extra_copies.sql``) shared by every delete."""
     from psycopg import sql
 
     ids = idents(tbl)
-    keep_rule = sql.SQL(settings.read_sql("telemetry/extra_copies.sql")).format(**ids)
-    return sql.SQL(text).format(**ids, extra_copies=keep_rule, **extra)
+    keep_rule = sql.SQL(settings.read_sql("telemetry/delete_extra_copies.sql")).format(**ids)
+    return sql.SQL(text).format(**ids, delete_extra_copies=keep_rule, **extra)
 
 
 def render(relative: str, tbl: TelemetryTable, **extra: Any):

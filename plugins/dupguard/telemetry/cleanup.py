@@ -4,7 +4,7 @@ The ingestion service's HTTP clients retry with the same UUID, so a table gains 
 same id. Each minute, per table, :func:`cleanup_table` deletes every copy but one of the ids with
 a row inserted in the run's window, wherever the copies lie in time, in one short transaction.
 
-Keep rule, the same everywhere (``include/sql/telemetry/extra_copies.sql``): per id, the row
+Keep rule, the same everywhere (``include/sql/telemetry/delete_extra_copies.sql``): per id, the row
 with the oldest ``insert_time`` survives; NULL times sort last (a NULL row is kept only when the
 id has no timed row); ties are broken by physical position (``ctid``), so two cleanups running
 at once keep the same row.
