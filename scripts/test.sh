@@ -11,4 +11,12 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
       || echo "warning: could not install chromium; the browser tests will be skipped"
   fi
 fi
+# Redis broker for the Celery tests (tests/distributed); skipped with the reason when missing
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing redis-server for the Celery worker tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+      || echo "warning: could not install redis-server; the Celery worker tests will be skipped"
+  fi
+fi
 exec .venv/bin/python -m pytest "$@"
