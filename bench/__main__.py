@@ -1,7 +1,8 @@
 """Run every benchmark under bench/ (modules named bench_*.py, each with a ``main()``).
 
-    make bench                      # all of them
+    make bench                      # all of them but the long ones below
     make bench BENCH_ARGS=telemetry # only bench_telemetry.py
+    make bench BENCH_ARGS=perminute # a long one: runs only when named
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Benchmarks that run for ten minutes or more: only when named.
+ONLY_WHEN_NAMED = {"bench_perminute"}
 
 
 def main(argv: list[str]) -> int:
@@ -18,6 +21,8 @@ def main(argv: list[str]) -> int:
     names = sorted(p.stem for p in HERE.glob("bench_*.py"))
     if wanted:
         names = [n for n in names if n.removeprefix("bench_") in wanted or n in wanted]
+    else:
+        names = [n for n in names if n not in ONLY_WHEN_NAMED]
     if not names:
         print("no benchmark found under bench/")
         return 1
