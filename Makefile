@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: demo test bench venv lock clean-demo help
+.PHONY: demo test bench venv lock clean-demo help chaos
 help:
 	@echo "make demo   - embedded PostgreSQL + chDB + Airflow standalone on http://localhost:8080"
 	@echo "make test   - the whole test suite against engines it starts itself"
 	@echo "make bench  - every benchmark under bench/, printed as tables"
+	@echo "make chaos SEED=n - the chaos suite (tests/chaos), seeded, CHAOS_TRIALS killed publishes (default 10)"
 	@echo "make lock   - re-lock requirements.txt from requirements.in (hashed)"
 
 venv: .venv/.synced
@@ -18,6 +19,9 @@ demo: venv
 
 test: venv
 	@scripts/test.sh $(PYTEST_ARGS)
+
+chaos: venv
+	@CHAOS_SEED=$(or $(SEED),14) CHAOS_TRIALS=$(or $(CHAOS_TRIALS),10) scripts/test.sh tests/chaos -q -s -p no:cacheprovider
 
 bench: venv
 	@$(PY) -m bench $(BENCH_ARGS)

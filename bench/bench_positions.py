@@ -15,6 +15,18 @@ Each variant runs in its own subprocess so its peak RSS (ru_maxrss) is its own:
 
 Medians of ``REPEAT`` runs (the machine is shared). ``DUPGUARD_BENCH_POSITIONS_SIZES``
 (e.g. ``1000000,5000000``) shortens a run.
+
+Heavy runs, out of the default (``--scale`` after the bench name, or ``DUPGUARD_BENCH_SCALE``):
+
+    make bench BENCH_ARGS="positions --scale 20m"    # budgeted build at 20M, adopt, reader gap
+    make bench BENCH_ARGS="positions --scale 100m"   # the same, plus the build at 100M fills
+
+* the build as the DAG runs it (buckets from ``max_bucket_fills``) and in one bucket (the
+  bytes per fill of the peak that size the budget), wall time and peak RSS;
+* ``unified_positions_adopt_partitioning``'s steps on the 20M live table (open lots + 2x as
+  many resolved rows): copy, catch-up, gate, exchange;
+* the reader gap of the next publish: a reader thread counts the open rows in a loop while
+  publish runs; a read with fewer than min(open before, open after) is a missing-row read.
 """
 from __future__ import annotations
 
@@ -79,11 +91,12 @@ def _generate(client, db: str, n: int) -> dict:
     return {"fill_rows": int(rows[0]), "wallets": int(rows[1]), "keys": int(rows[2])}
 
 
-def _exact(client, db: str) -> dict:
+def _exact(client, db: str, buckets: str = "1") -> dict:
+    """The build in ``buckets`` wallet ranges ("" = from the default memory budget, as the DAG)."""
     from dupguard.positions import build
 
-    out = build.build(client, _tables(db))
-    return {"lots": out["staged_rows"], "resolved_lots": out["staged_resolved"]}
+    out = build.build(client, _tables(db), buckets=int(buckets) if buckets else None)
+    return {"lots": out["staged_rows"], "resolved_lots": out["staged_resolved"], "buckets": out["buckets"]}
 
 
 def _approx(client, db: str) -> dict:
@@ -120,11 +133,13 @@ def _python(client, db: str) -> dict:
     return {"lots": len(lots), "fifo_seconds": time.perf_counter() - t0}
 
 
-def _publish(client, db: str, partitioned: bool) -> dict:
-    """A live table holding the open lots plus 2x as many resolved rows, then one publish."""
-    from dupguard.positions import config, publish, tables
+def _live_table(client, db: str, name: str, partitioned: bool):
+    """A live table holding the build's open lots plus 2x as many resolved rows, and its staging."""
+    from dupguard.positions import config, tables
 
-    t = _tables(db, unified="pub_" + ("part" if partitioned else "flat"))
+    t = _tables(db, unified=name)
+    for suffix in ("", config.ADOPT_SUFFIX, config.PRE_PARTITIONING_SUFFIX, config.ADOPT_LEDGER_SUFFIX):
+        client.command(f"DROP TABLE IF EXISTS {t.q(name + suffix)}")
     tables.create_unified(client, t, partitioned=partitioned)
     src = t.q(config.UNIFIED_TABLE + config.STAGING_SUFFIX)
     dst = t.q(t.unified)
@@ -137,8 +152,65 @@ def _publish(client, db: str, partitioned: bool) -> dict:
                    "WHERE resolved_at IS NULL")
     tables.create_like_unified(client, t, t.staging)
     client.command(f"INSERT INTO {t.q(t.staging)} SELECT * FROM {src}")
+    return t
+
+
+def _publish(client, db: str, partitioned: bool) -> dict:
+    """A live table holding the open lots plus 2x as many resolved rows, then one publish."""
+    from dupguard.positions import publish
+
+    t = _live_table(client, db, "pub_" + ("part" if partitioned else "flat"), partitioned)
     out = publish.publish(client, t, mutation_timeout_s=600)
     return {"rows": out["after"]["total"], "swap_seconds": out["swap_seconds"], "publish_seconds": out["seconds"]}
+
+
+def _adopt(client, db: str) -> dict:
+    """unified_positions_adopt_partitioning's steps on the unpartitioned live table, timed."""
+    from dupguard.positions import config, gates, partitioning
+
+    t = _live_table(client, db, "pub_adopt", partitioned=False)
+    steps = {}
+    budget = config.DEFAULTS["max_bucket_fills"]
+    for name, step in (("copy", lambda: partitioning.copy(client, t, max_bucket_fills=budget, mutation_timeout_s=600)),
+                       ("catch_up", lambda: partitioning.catch_up(client, t, mutation_timeout_s=600)),
+                       ("gate", lambda: gates.adopt_gate(client, t)["metrics"]),
+                       ("exchange", lambda: partitioning.exchange(client, t, gated=steps["gate_out"]))):
+        t0 = time.perf_counter()
+        steps[f"{name}_out"] = step()
+        steps[f"{name}_seconds"] = time.perf_counter() - t0
+    return {"rows": steps["gate_out"]["copied_rows"], "ranges": steps["copy_out"]["ranges"],
+            **{k: v for k, v in steps.items() if k.endswith("_seconds")},
+            "adopt_seconds": sum(v for k, v in steps.items() if k.endswith("_seconds"))}
+
+
+def _reader_gap(client, db: str, name: str) -> dict:
+    """Publish into ``name`` (the adopted table, or a fresh unpartitioned one) while a reader
+    thread counts the open rows: reads with fewer than min(open before, open after) are gaps."""
+    import threading
+
+    from dupguard.positions import publish, tables
+
+    t = _tables(db, unified=name) if name == "pub_adopt" else _live_table(client, db, name, partitioned=False)
+    if name == "pub_adopt":
+        tables.create_like_unified(client, t, t.staging)
+        client.command(f"INSERT INTO {t.q(t.staging)} SELECT * FROM {_tables(db).q(_tables(db).staging)}")
+    before = tables.count_rows(client, t, t.unified)["unresolved"]
+    reads, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            reads.append(tables.count_rows(client, t, t.unified)["unresolved"])
+
+    th = threading.Thread(target=reader)
+    th.start()
+    out = publish.publish(client, t, mutation_timeout_s=600)
+    stop.set()
+    th.join()
+    floor = min(before, out["after"]["unresolved"])
+    missing = [n for n in reads if n < floor]
+    return {"mode": out["mode"], "reads": len(reads), "missing_reads": len(missing),
+            "fewest_open_read": min(reads) if reads else None, "open_rows": floor,
+            "publish_seconds": out["seconds"], "swap_seconds": out["swap_seconds"]}
 
 
 def worker(argv: list[str]) -> None:
@@ -149,7 +221,11 @@ def worker(argv: list[str]) -> None:
     if variant == "generate":
         out = _generate(client, db, int(argv[3]))
     elif variant == "exact":
-        out = _exact(client, db)
+        out = _exact(client, db, *argv[3:4])
+    elif variant == "adopt":
+        out = _adopt(client, db)
+    elif variant == "reader_gap":
+        out = _reader_gap(client, db, argv[3])
     elif variant == "approx":
         out = _approx(client, db)
     elif variant == "compare":
@@ -188,7 +264,73 @@ def _median(variant: str, path: Path, db: str, repeat: int) -> dict:
     return med
 
 
+def _scale() -> str | None:
+    """``--scale 20m|100m`` after the bench name (``make bench BENCH_ARGS="positions --scale
+    100m"``), or ``DUPGUARD_BENCH_SCALE``; None for the default run."""
+    argv = sys.argv[1:]
+    if "--scale" in argv and argv.index("--scale") + 1 < len(argv):
+        return argv[argv.index("--scale") + 1].lower()
+    return os.environ.get("DUPGUARD_BENCH_SCALE") or None
+
+
+SCALES = {"1m": [1_000_000], "20m": [20_000_000], "100m": [20_000_000, 100_000_000]}  # 1m: a smoke run
+TARGET_SCALE_WALL_RATIO = 5.5   # wall at 100M <= 5.5x the 20M figure (issue 13)
+TARGET_SCALE_RSS_GB = 2.0
+
+
+def main_scale(scale: str) -> None:
+    """The heavy run: budgeted build at each size (and one bucket at 20M), adopt, reader gap."""
+    if scale not in SCALES:
+        raise SystemExit(f"unknown --scale {scale!r}: one of {', '.join(SCALES)}")
+    base = Path(tempfile.mkdtemp(prefix="dupguard-bench-positions-scale-"))
+    path = base / "chdb"
+    rows, checks, gap_rows = [], [], []
+    try:
+        for n in SCALES[scale]:
+            db = f"bench_{n // 1_000_000}m"
+            gen = _run("generate", path, db, str(n))
+            print(f"generated {n:,} fills in {gen['seconds']:.0f}s", flush=True)
+            first = n == SCALES[scale][0]   # the reference size: one-bucket peak, adopt, reader gap
+            variants = [("budget (DAG default)", "")] + ([("one bucket", "1")] if first else [])
+            for label, buckets in variants:
+                ex = _run("exact", path, db, buckets)
+                rows.append([f"{n / 1e6:g}M", label, ex["buckets"], ex["seconds"], ex["cpu_seconds"],
+                             ex["peak_rss_gb"], ex["lots"]])
+                print_table("positions build at scale so far", ["fills", "buckets from", "buckets", "wall s",
+                                                                "cpu s", "peak RSS GB", "lots"], rows)
+            if first:
+                _run("exact", path, db, "")   # staging as the DAG leaves it, for the publish runs
+                ad = _run("adopt", path, db)
+                gap_rows.append(["adopt partitioning", ad["rows"], ad["adopt_seconds"],
+                                 f"copy {ad['copy_seconds']:.1f}s ({ad['ranges']} ranges), catch-up "
+                                 f"{ad['catch_up_seconds']:.1f}s, gate {ad['gate_seconds']:.1f}s, exchange "
+                                 f"{ad['exchange_seconds']:.2f}s", ""])
+                for name in ("pub_adopt", "pub_flat_gap"):
+                    g = _run("reader_gap", path, db, name)
+                    gap_rows.append([f"next publish ({g['mode']})", g["open_rows"], g["publish_seconds"],
+                                     f"{g['reads']} reads, fewest open rows read {g['fewest_open_read']:,}",
+                                     g["missing_reads"]])
+                print_table(f"adopt partitioning and the next publish at {n / 1e6:g}M fills",
+                            ["step", "rows", "seconds", "detail", "missing-row reads"], gap_rows)
+        budget = {r[0]: r for r in rows if r[1].startswith("budget")}
+        if "100M" in budget and "20M" in budget:
+            ratio = budget["100M"][3] / budget["20M"][3]
+            checks.append(["100M", "wall / 20M wall", ratio, f"<= {TARGET_SCALE_WALL_RATIO}",
+                           "met" if ratio <= TARGET_SCALE_WALL_RATIO else "NOT met"])
+        for size, r in budget.items():
+            checks.append([size, "peak RSS GB (budget)", r[5], f"<= {TARGET_SCALE_RSS_GB}",
+                           "met" if r[5] <= TARGET_SCALE_RSS_GB else "NOT met"])
+        if gap_rows:
+            checks.append([rows[0][0], "missing-row reads after adopt", gap_rows[1][4], "0",
+                           "met" if gap_rows[1][4] == 0 else "NOT met"])
+        print_table("targets (scale)", ["fills", "check", "value", "target", "status"], checks)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
+    if _scale():
+        return main_scale(_scale())
     base = Path(tempfile.mkdtemp(prefix="dupguard-bench-positions-"))
     path = base / "chdb"
     rows, checks, publish_rows = [], [], []

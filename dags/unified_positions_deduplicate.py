@@ -28,7 +28,8 @@ from dupguard.positions import tasks
 
 
 @dag(dag_id="unified_positions_deduplicate",
-     params=tasks.params("dedupe_buckets", "stuck_mutation_minutes", "mutation_timeout_minutes", "database"),
+     params=tasks.params("dedupe_buckets", "max_bucket_fills", "stuck_mutation_minutes", "mutation_timeout_minutes",
+                         "database"),
      **dagkit.dag_kwargs(doc_md=__doc__, tags=["positions", "clickhouse", "dedupe"], schedule=None))
 def unified_positions_deduplicate():
     @task(pool=settings.CLICKHOUSE_POOL, queue=settings.CLICKHOUSE_QUEUE)

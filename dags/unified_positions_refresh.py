@@ -18,7 +18,10 @@ empty or half-built table.
    `max_drop_ratio` x the published open lots. A failure publishes nothing.
 4. **publish** - `REPLACE PARTITION` of the open part (table partitioned by
    `isNull(resolved_at)`), else `DELETE WHERE resolved_at IS NULL` waited on by its own
-   mutation id, then insert. The previous open part is kept in `<table>__prev_open`.
+   mutation id, then insert. The open part it replaces is saved first as a generation
+   `<table>__open_gen_<run token>` (the last 3, and always the newest good one, are kept), and
+   each step is logged in `<table>__publish_log`, so a killed publish is completed by the next
+   attempt (retry, cleared task, or the next run's preflight).
 5. **quality_gate_health** - published table: no duplicate open key, no lot both open and
    resolved, newest entry at most `max_hours_stale` before the logical date, enough open rows.
 6. **report** - counts before/after, rows per partition, duration.
@@ -38,7 +41,8 @@ from dupguard.positions import tasks
 
 @dag(dag_id="unified_positions_refresh",
      params=tasks.params("min_unresolved_rows", "max_drop_ratio", "max_hours_stale", "max_source_lag_hours",
-                         "stuck_mutation_minutes", "mutation_timeout_minutes", "build_buckets", "database"),
+                         "stuck_mutation_minutes", "mutation_timeout_minutes", "build_buckets", "max_bucket_fills",
+                         "database"),
      **dagkit.dag_kwargs(doc_md=__doc__, tags=["positions", "clickhouse", "refresh"], schedule="0 */6 * * *"))
 def unified_positions_refresh():
     @task(pool=settings.CLICKHOUSE_POOL, queue=settings.CLICKHOUSE_QUEUE)

@@ -2,8 +2,8 @@
 ### unified_positions_rollback
 
 Manual (no schedule). Puts back the **open part of `pm_trade_fifo_roi_v3_mat_unified` as it
-was before the last publish** of `unified_positions_refresh`, which keeps it in
-`<table>__prev_open`.
+was before the last publish** of `unified_positions_refresh`: the newest good generation
+`<table>__open_gen_<run token>` the refresh saved before it replaced the open part.
 
 **When**: a publish went through its gates but readers must get the previous open
 positions back (a wrong build noticed afterwards, `quality_gate_health` failed on
@@ -14,8 +14,8 @@ publishes a fresh build again.
    since (a lot is never both open and resolved), into `<table>__rollback` and swaps it in
    the way publish does: `REPLACE PARTITION` on the partitioned table, else a `DELETE`
    mutation waited on by its own id, then insert. Resolved rows are untouched. Refuses
-   (fails without retry) when there is no `__prev_open` or it holds no open row. Safe to
-   trigger twice: the saved copy only changes with the next publish.
+   (fails without retry) when there is no good generation. Safe to trigger twice: the
+   saved generations only change with the next publish.
 2. **quality_gate_health** - the refresh's post-publish gate: no duplicate open key, no lot
    both open and resolved, newest entry at most `max_hours_stale` before the logical date,
    at least `min_unresolved_rows` open lots.

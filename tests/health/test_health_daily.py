@@ -43,7 +43,8 @@ def _blocks(conn, *, copies: int, at: datetime, n: int = 1):
 def test_nothing_set_up_is_reported_not_crashed(nothing_set_up, run_dag):
     result = run_dag("dedup_health_daily", logical_date=LOGICAL)
     assert result.task_states == {"gate_telemetry": "skipped", "gate_breezeway": "skipped",
-                                  "gate_positions": "skipped"}
+                                  "gate_positions": "skipped", "open_incidents": "success"}
+    assert result.returns["open_incidents"]["open_incidents"] == 0
     assert result.state == "success"
 
 

@@ -9,7 +9,8 @@ from dupguard.positions import config, tasks
 from dupguard.positions.tables import PositionsError
 from tests.airflow_helpers import get_dag
 
-DAG_IDS = ("unified_positions_refresh", "unified_positions_deduplicate", "unified_positions_rollback")
+DAG_IDS = ("unified_positions_refresh", "unified_positions_deduplicate", "unified_positions_rollback",
+           "unified_positions_adopt_partitioning")
 
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)

@@ -9,6 +9,7 @@ constraint's name).
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from dupguard.breezeway.swap import short_lock
 from dupguard.common import pg
 from dupguard.common.connections import pg_connect
 
+log = logging.getLogger(__name__)
+
 
 def constraint_ok(conn, t: ChildTable, oid: int) -> bool:
     """The table's ``<t>_natural_key`` constraint is present, validated and its index valid."""
@@ -28,6 +31,15 @@ def constraint_ok(conn, t: ChildTable, oid: int) -> bool:
     return conn.execute(query).fetchone()[0] == 1
 
 
+def _warn_dropped(t: ChildTable, dropped: list[str]) -> list[str]:
+    """A killed CREATE UNIQUE INDEX CONCURRENTLY leaves an INVALID unique index that still
+    rejects writers' new rows: each one dropped is a warning line and in the step's report."""
+    if dropped:
+        log.warning("%s: dropped INVALID index(es) %s on the natural key (a killed or failed build's leftover)",
+                    t.qualified, dropped)
+    return dropped
+
+
 def add_constraint(conn_id: str, t: ChildTable, *, run_id: str | None = None) -> dict[str, Any]:
     """UNIQUE (<natural key>) on ``t``; a no-op (dropping INVALID leftovers) when it is there."""
     from psycopg import sql
@@ -35,8 +47,8 @@ def add_constraint(conn_id: str, t: ChildTable, *, run_id: str | None = None) ->
     with pg_connect(conn_id, autocommit=True) as ac:
         oid = render.oid_of(ac, t)
         if constraint_ok(ac, t, oid):
-            return {"status": "already present", "dropped_invalid": pg.drop_invalid_indexes(
-                ac, SCHEMA, oid, t.natural_key, "leftover of a failed build")}
+            return {"status": "already present", "dropped_invalid": _warn_dropped(t, pg.drop_invalid_indexes(
+                ac, SCHEMA, oid, t.natural_key, "leftover of a killed or failed build"))}
         # the duplicates writers added since the dedup step (in bulk when there are many), then
         # one statement right before the build, and again after a build that met a new copy
         cleaned = dedup_pass(conn_id, t, run_id=run_id)["removed"]
@@ -52,7 +64,8 @@ def add_constraint(conn_id: str, t: ChildTable, *, run_id: str | None = None) ->
         render.table_ident(t), sql.Identifier(t.constraint), sql.Identifier(build["index"]))
     with pg_connect(conn_id) as conn:
         _, held = short_lock(conn, lambda c: c.execute(add), f"add constraint on {t.qualified}")
-    return {"status": "added", "cleaned_first": cleaned, "build": build, "exclusive_lock_ms": round(held * 1000, 1)}
+    return {"status": "added", "dropped_invalid": _warn_dropped(t, build.get("dropped_invalid", [])),
+            "cleaned_first": cleaned, "build": build, "exclusive_lock_ms": round(held * 1000, 1)}
 
 
 def drop_build_leftovers(conn_id: str, t: ChildTable) -> list[str]:

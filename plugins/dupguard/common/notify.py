@@ -80,16 +80,17 @@ def describe_failure(exception: Any, dag_id: str, task_id: str) -> dict[str, Any
     failed expectations in words, offending keys and the Data Docs link."""
     from dupguard.common.gate import GateError, GateFailed
 
-    entry = runbook.entry(dag_id, task_id)
-    out: dict[str, Any] = {"tables": entry.tables, "next_step": entry.next_step, "expectations": [],
-                           "offending": [], "data_docs": None}
+    out: dict[str, Any] = {"expectations": [], "offending": [], "data_docs": None}
     if exception is None:
-        out.update(error="task failed (no exception recorded)", kind="unknown")
+        out.update(error="task failed with no exception recorded: its worker was probably killed or lost "
+                         "(heartbeat timeout)", kind="unknown")
     elif isinstance(exception, BaseException):
         out["error"] = "".join(traceback.format_exception_only(type(exception), exception)).strip()
         out["kind"] = type(exception).__name__
     else:
         out.update(error=str(exception), kind="error")
+    entry = runbook.entry(dag_id, task_id, out["kind"])
+    out.update(tables=entry.tables, next_step=entry.next_step)
     if isinstance(exception, (GateFailed, GateError)):
         out["kind"] = f"{type(exception).__name__}:{exception.gate}"
     if isinstance(exception, GateFailed):  # the expectations are listed in words below the error

@@ -17,9 +17,14 @@ class Entry:
     meaning: str
     next_step: str
     tables: str = ""
+    error: str = ""  # when set, the entry speaks only for failures whose kind (exception class) starts so
 
 
 ENTRIES: tuple[Entry, ...] = (
+    Entry("blocks_duplicate_cleanup", "delete_duplicate_*", "dropped INVALID unique index",
+          "a killed unique-index build left an INVALID unique index that rejected writers; it was dropped "
+          "and the cleanup ran", "trigger telemetry_unique_indexes again", "telemetry blocks, streams, processes",
+          error="InvalidIndexDropped"),
     Entry("blocks_duplicate_cleanup", "delete_duplicate_*", "lock or statement timeout",
           "a long transaction holds the table",
           "find the blocker in pg_stat_activity; the next run reaches back over the gap",
@@ -45,6 +50,10 @@ ENTRIES: tuple[Entry, ...] = (
           "the build is wrong or smaller than allowed",
           "nothing was published; inspect <table>__staging, re-run with other thresholds if a mass "
           "resolution explains it", "pm_trade_fifo_roi_v3_mat_unified__staging"),
+    Entry("unified_positions_refresh", "publish", "worker killed (task lost, then retried)",
+          "a swap was interrupted; the next attempt completes it from the gated staging table or puts the saved "
+          "generation back", "nothing, or clear publish; SELECT * FROM <table>__publish_log ORDER BY at shows "
+          "the steps", "pm_trade_fifo_roi_v3_mat_unified", error="unknown"),
     Entry("unified_positions_refresh", "publish", "mutation failed or timed out",
           "its own DELETE mutation failed or timed out",
           "clear the task (idempotent); system.mutations shows the reason", "pm_trade_fifo_roi_v3_mat_unified"),
@@ -60,11 +69,21 @@ ENTRIES: tuple[Entry, ...] = (
           "a wallet range could not be repaired", "clear the failed task (each range is idempotent)",
           "pm_trade_fifo_roi_v3_mat_unified"),
     Entry("unified_positions_rollback", "*", "any failure",
-          "the previous open part could not be restored", "check <table>__prev_open exists and is not empty; "
-          "trigger again", "pm_trade_fifo_roi_v3_mat_unified"),
+          "the previous open part could not be restored",
+          "check a good <table>__open_gen_* exists (<table>__publish_log, good = 1); trigger again", "pm_trade_fifo_roi_v3_mat_unified"),
+    Entry("unified_positions_adopt_partitioning", "quality_gate", "gate failed",
+          "the partitioned copy differs from the table (rows or keys); nothing was exchanged",
+          "trigger again: the differing wallet ranges are copied again", "pm_trade_fifo_roi_v3_mat_unified"),
+    Entry("unified_positions_adopt_partitioning", "*", "any other failure",
+          "a step of the adoption failed; done ranges are remembered", "trigger again: it resumes",
+          "pm_trade_fifo_roi_v3_mat_unified"),
     Entry("child_tables_dedup_migration", "claim", "claim refused",
           "another run holds the migration (or a killed run's claim is not stale yet)",
           "wait for the other run; a dead run's claim is taken over by the next trigger", "dupguard.migration_ledger"),
+    Entry("child_tables_dedup_migration", "constraints", "worker killed during the index build",
+          "the retried step drops INVALID leftovers (dropped_invalid in its report)",
+          "nothing; if the claim is refused afterwards, wait for the stale claim or see docs/breezeway.md",
+          "breezeway child tables", error="unknown"),
     Entry("child_tables_dedup_migration", "preflight", "missing table or column",
           "a configured table or column is missing", "fix the schema or breezeway/config.py; nothing changed",
           "breezeway child tables"),
@@ -97,12 +116,15 @@ DEFAULT = Entry("*", "*", "any failure", "see the error and the task log",
                 "fix the cause named in the error and clear the task")
 
 
-def entry(dag_id: str, task_id: str) -> Entry:
-    """The first entry matching ``dag_id`` and ``task_id`` (``<run>``/``<late>`` for run-level alerts)."""
-    for e in ENTRIES:
-        if e.dag_id == dag_id and fnmatch.fnmatchcase(task_id, e.task):
+def entry(dag_id: str, task_id: str, kind: str = "") -> Entry:
+    """The entry for a failure of ``task_id`` (``<run>``/``<late>`` for run-level alerts) of kind
+    ``kind`` (its exception class): the first matching entry made for that kind, else the first
+    matching entry made for any kind."""
+    matching = [e for e in ENTRIES if e.dag_id == dag_id and fnmatch.fnmatchcase(task_id, e.task)]
+    for e in matching:
+        if e.error and kind.startswith(e.error):
             return e
-    return DEFAULT
+    return next((e for e in matching if not e.error), DEFAULT)
 
 
 def markdown_table() -> str:

@@ -23,7 +23,7 @@ from dupguard.breezeway.config import SCHEMA as BREEZEWAY_SCHEMA
 from dupguard.common import pg, settings
 from dupguard.common.connections import clickhouse_client, pg_connect
 from dupguard.common.errors import ConfigError
-from dupguard.common.gate import GateSpec, run_gate
+from dupguard.common.gate import GateSpec, run_gate, zero
 from dupguard.health.config import STATEMENT_TIMEOUT_MS, TELEMETRY_DAY, TELEMETRY_SETTLE
 from dupguard.positions import gates as positions_gates
 from dupguard.positions import tables as positions_tables
@@ -37,7 +37,11 @@ from dupguard.telemetry.gates import WINDOW_GATE
 log = logging.getLogger(__name__)
 
 #: The per-minute cleanup's gate (no id of the window with a surviving copy), over the last day.
-TELEMETRY_HEALTH = GateSpec("telemetry_health", WINDOW_GATE.checks, WINDOW_GATE.tables)
+#: Plus: no INVALID index was left on an id column (dropped by this check; a verdict so it alerts).
+TELEMETRY_HEALTH = GateSpec("telemetry_health", WINDOW_GATE.checks, WINDOW_GATE.tables).with_checks(*(
+    zero(f"{tbl.key}_invalid_indexes_dropped", "a killed CREATE UNIQUE INDEX CONCURRENTLY leaves an INVALID unique "
+         "index that rejects writers' new rows: dropped by this check, re-run telemetry_unique_indexes")
+    for tbl in TELEMETRY_TABLES))
 
 
 class NotSetUp(ConfigError):
@@ -83,9 +87,13 @@ def telemetry_health(conn_id: str, as_of: datetime) -> dict[str, Any]:
                 continue
             q = telemetry_catalog.compose(settings.read_sql("health/telemetry_table.sql"), tbl)
             ids, dups, size = conn.execute(q, {"start": start, "end": end, "regclass": oid}).fetchone()
+            dropped = (telemetry_catalog.drop_invalid_leftovers(conn, tbl, oid, "found by dedup_health_daily")
+                       if telemetry_catalog.invalid_indexes(conn, tbl, oid) else {"dropped": []})
             rows.append({"table": tbl.qualified, "ids_in_window": ids, "duplicate_ids": dups,
-                         "unique_index": telemetry_catalog.unique_index(conn, tbl, oid) or "", "size_bytes": size})
+                         "unique_index": telemetry_catalog.unique_index(conn, tbl, oid) or "", "size_bytes": size,
+                         "invalid_indexes_dropped": dropped["dropped"]})
             figures[f"{tbl.key}_duplicate_ids"] = dups
+            figures[f"{tbl.key}_invalid_indexes_dropped"] = len(dropped["dropped"])
     _log_rows("telemetry", rows)
     if missing:
         raise NotSetUp("; ".join(missing))

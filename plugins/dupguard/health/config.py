@@ -31,6 +31,8 @@ def watched_tasks() -> dict[str, tuple[str, ...]]:
                                       "quality_gate_health", "report"),
         "unified_positions_deduplicate": ("preflight", "deduplicate", "quality_gate", "report"),
         "unified_positions_rollback": ("rollback_open", "quality_gate_health"),
+        "unified_positions_adopt_partitioning": ("preflight", "copy", "catch_up", "quality_gate", "exchange",
+                                                 "cleanup"),
         "child_tables_dedup_migration": ("claim", "preflight", "backup", "dedup", "reclaim", "constraints",
                                          "quality_gate", "finish"),
         "child_tables_dedup_rollback": ("claim_rollback", "drop_constraints", "restore_rows", "quality_gate",

@@ -11,6 +11,7 @@ rows never change; the open (unresolved) part is rebuilt from the fills every si
 * :mod:`.gates` - the staging, health and dedupe gates (specs as data);
 * :mod:`.publish` - publish the open part, and roll it back;
 * :mod:`.dedupe` - repair duplicate lot keys one wallet range at a time;
+* :mod:`.partitioning` - move an unpartitioned table to the open/resolved partitions, online;
 * :mod:`.tasks` - the DAGs' task bodies (the only module that knows Airflow).
 
 The SQL lives in ``include/sql/positions/``; docs/positions.md has the runbook.

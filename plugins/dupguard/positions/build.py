@@ -3,6 +3,7 @@ build of every open lot into the staging table (``include/sql/positions/build_po
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import datetime
 from typing import Any
@@ -41,10 +42,23 @@ def preflight(client, t: Tables, *, as_of: datetime, max_source_lag_hours: float
     return out
 
 
-def build(client, t: Tables, *, buckets: int = 1) -> dict[str, Any]:
-    """Rebuild every open lot (and the lots of newly resolved markets) into the staging table."""
+def bucket_count(client, t: Tables, table: str, *, max_bucket_fills: int, override: int | None = None) -> int:
+    """Wallet ranges to split ``table``'s work into: ``override`` when given, else
+    ceil(rows / max_bucket_fills) - rows from ``count()``, answered from the parts' metadata
+    (no scan), so the peak memory of one bucket stays within the budget as data grows."""
+    if override:
+        return int(override)
+    total = int(one(client, f"SELECT count() AS n FROM {t.q(table)}")["n"])
+    return max(1, math.ceil(total / max_bucket_fills))
+
+
+def build(client, t: Tables, *, buckets: int | None = None,
+          max_bucket_fills: int = config.DEFAULTS["max_bucket_fills"]) -> dict[str, Any]:
+    """Rebuild every open lot (and the lots of newly resolved markets) into the staging table,
+    in ``buckets`` wallet ranges (None: as many as the memory budget ``max_bucket_fills`` needs)."""
     started = time.monotonic()
     create_like_unified(client, t, t.staging)
+    buckets = bucket_count(client, t, t.fills, max_bucket_fills=max_bucket_fills, override=buckets)
     ranges = wallet_ranges(client, t, t.fills, buckets)
     statement = sql("build_positions", t)
     for i, (lo, hi) in enumerate(ranges, 1):

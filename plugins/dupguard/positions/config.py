@@ -9,9 +9,25 @@ RESOLUTIONS_TABLE = "pm_condition_resolutions"
 UNIFIED_TABLE = "pm_trade_fifo_roi_v3_mat_unified"
 # Work tables next to the unified table (same database, name = unified table + suffix).
 STAGING_SUFFIX = "__staging"      # the build's output, gated before publish, kept until the next build
-BACKUP_SUFFIX = "__prev_open"     # the open part before the last publish: what a rollback restores
 KEEP_SUFFIX = "__dedupe_keep"     # one kept copy per duplicated key while a dedupe bucket is repaired
 ROLLBACK_SUFFIX = "__rollback"    # the open part a rollback swaps in (the backup minus lots resolved since)
+# The open part each publish replaces is saved first as its own generation
+# <table>__open_gen_<run token>; the publish ledger <table>__publish_log records each swap's
+# start and end, so a killed swap is completed by the next attempt (docs/positions.md).
+GENERATION_INFIX = "__open_gen_"
+PUBLISH_LOG_SUFFIX = "__publish_log"
+#: Generations kept (newest first); the newest good one is kept even when older than these.
+KEEP_GENERATIONS = 3
+# unified_positions_adopt_partitioning (the unpartitioned table moved to the partitioned shape):
+ADOPT_SUFFIX = "__partitioned"         # the new partitioned copy, exchanged with the table when complete
+PRE_PARTITIONING_SUFFIX = "__pre_partitioning"  # the original after the exchange, kept until drop_old
+ADOPT_LEDGER_SUFFIX = "__adopt_ledger"  # the copy's wallet ranges and which are done (resumable)
+#: The adopt copy's wallet ranges: at least this many (a crash redoes at most one range), more
+#: when the table's rows exceed max_bucket_fills per range.
+ADOPT_MIN_RANGES = 16
+#: Catch-up passes before the gate: each re-copies the ranges whose rows changed since their
+#: copy; with writers paused one pass suffices, more means a writer is still publishing.
+ADOPT_CATCH_UP_ROUNDS = 3
 
 #: One row per bought lot: the buy fills of one tx_hash for one wallet/condition/outcome
 #: (rendered into the SQL as ``{key}``).
@@ -76,13 +92,24 @@ DEFAULTS: dict[str, Any] = {
     "stuck_mutation_minutes": 10,
     # How long publish waits for its own DELETE mutation before failing (never inserts early).
     "mutation_timeout_minutes": 30,
-    # Wallet ranges the build is split into (1 = one pass; raise when memory is short).
-    "build_buckets": 1,
+    # Wallet ranges the build is split into; None = chosen from the memory budget below
+    # (ceil(fills / max_bucket_fills), from the fills table's row count); a number overrides it.
+    "build_buckets": None,
+    # Memory budget of one build bucket, in fills (the dedupe's budget too, in rows of the
+    # unified table: lighter per row, so it is conservative there). Sized from the build's peak
+    # RSS in one bucket (bench/bench_positions.py, docs/benchmarks.md): 0.60 GB at 1M fills,
+    # 1.34-1.64 GB at 20M, i.e. ~40-55 bytes per fill over a ~0.55 GB base: 15M fills peak at
+    # ~1.2-1.4 GB, under ~1.5 GB. Smaller buckets do not lower the peak further (fixed costs)
+    # but cost CPU (each re-reads the resolutions): 3 buckets at 20M took +40% CPU.
+    "max_bucket_fills": 15_000_000,
     # Wallet ranges the dedupe repairs one at a time: each DELETE mutation rewrites only the
     # parts of one range, and a crash loses at most one range's progress.
     "dedupe_buckets": 16,
     # None = the connection's schema (the database holding the three tables).
     "database": None,
+    # unified_positions_adopt_partitioning: keep <table>__pre_partitioning (the unpartitioned
+    # original) after the exchange until a run with drop_old=true: the way back if readers object.
+    "drop_old": False,
 }
 
 #: The DAG params: JSON-schema type, bounds, title and description (defaults: DEFAULTS).
@@ -100,10 +127,14 @@ PARAMS: dict[str, dict[str, Any]] = {
                                "description": "Kill (by id) mutations of the unified table pending longer than this."},
     "mutation_timeout_minutes": {"type": "number", "minimum": 1, "title": "Mutation timeout (minutes)",
                                  "description": "How long to wait for each DELETE mutation this run issues."},
-    "build_buckets": {"type": "integer", "minimum": 1, "maximum": 256, "title": "Build buckets",
-                      "description": "Wallet ranges the build is split into (lower memory)."},
+    "build_buckets": {"type": ["null", "integer"], "minimum": 1, "maximum": 256, "title": "Build buckets",
+                      "description": "Wallet ranges the build is split into; empty = from max_bucket_fills."},
+    "max_bucket_fills": {"type": "integer", "minimum": 1, "title": "Maximum fills per bucket",
+                         "description": "Memory budget of one wallet range: buckets = ceil(rows / this)."},
     "dedupe_buckets": {"type": "integer", "minimum": 1, "maximum": 4096, "title": "Dedupe buckets",
                        "description": "Wallet ranges repaired one at a time."},
+    "drop_old": {"type": "boolean", "title": "Drop the old table",
+                 "description": "Adopt partitioning: drop <table>__pre_partitioning (the unpartitioned original)."},
     "database": {"type": ["null", "string"], "title": "Database",
                  "description": "ClickHouse database of the tables; empty = the connection's schema."},
 }

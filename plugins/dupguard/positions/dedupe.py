@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from dupguard.positions import config
+from dupguard.positions.build import bucket_count
 from dupguard.positions.gates import table_metrics
 from dupguard.positions.mutations import handle_stuck_mutations, run_mutation, wait_for_pending
 from dupguard.positions.tables import (Tables, check_columns, command, count_rows, create_like_unified, exists,
@@ -38,12 +39,16 @@ def restore_keepers(client, t: Tables, *, mutation_timeout_s: float) -> int:
     return restored
 
 
-def deduplicate(client, t: Tables, *, buckets: int, mutation_timeout_s: float) -> dict[str, Any]:
-    """Remove surplus copies of lot keys, one wallet range at a time, in every partition."""
+def deduplicate(client, t: Tables, *, buckets: int, mutation_timeout_s: float,
+                max_bucket_fills: int = config.DEFAULTS["max_bucket_fills"]) -> dict[str, Any]:
+    """Remove surplus copies of lot keys, one wallet range at a time, in every partition:
+    at least ``buckets`` ranges, more when the table's rows exceed the memory budget."""
     check_columns(client, t.db, t.unified, config.UNIFIED_COLUMNS)
     recovered = restore_keepers(client, t, mutation_timeout_s=mutation_timeout_s)
+    buckets = max(buckets, bucket_count(client, t, t.unified, max_bucket_fills=max_bucket_fills))
+    ranges = wallet_ranges(client, t, t.unified, buckets)
     done = []
-    for lo, hi in wallet_ranges(client, t, t.unified, buckets):
+    for lo, hi in ranges:
         bucket = {"wallet_lo": lo, "wallet_hi": hi}
         counts = one(client, sql("dedupe_count_bucket", t), bucket)
         surplus = int(counts.get("surplus_rows", 0))
@@ -58,5 +63,5 @@ def deduplicate(client, t: Tables, *, buckets: int, mutation_timeout_s: float) -
                 "keys_rewritten": restored, "mutation_id": mutation_id}
         log.info("dedupe bucket: %s", info)
         done.append(info)
-    return {"buckets_repaired": done, "recovered_from_previous_run": recovered,
+    return {"buckets": len(ranges), "buckets_repaired": done, "recovered_from_previous_run": recovered,
             "surplus_rows_removed": sum(b["surplus_rows"] for b in done)}

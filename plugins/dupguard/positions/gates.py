@@ -94,3 +94,31 @@ def table_metrics(client, t: Tables) -> dict[str, int]:
 def dedupe_gate(client, t: Tables, *, expected_keys: int) -> dict[str, Any]:
     """No duplicate key, nothing lost (same distinct keys as before), sane quantities."""
     return _gate(DEDUPE, table_metrics(client, t), expected_keys=expected_keys)
+
+
+# --- unified_positions_adopt_partitioning ------------------------------------------------------
+_ADOPT_COPY_TABLE = config.UNIFIED_TABLE + config.ADOPT_SUFFIX
+
+#: The partitioned copy before it is exchanged with the table: the same rows, the same keys.
+ADOPT = GateSpec("positions_adopt_partitioning", (
+    zero("row_difference", "the copy holds exactly the table's rows: one lost or doubled row is refused"),
+    zero("rows_differ", "every column of every row is the same (checksum of all rows): a changed value is refused"),
+    zero("keys_differ", "the same lot keys with the same multiplicity: readers find every lot they found before"),
+    zero("misplaced_rows", "open rows in partition 1, resolved in 0: what REPLACE PARTITION relies on"),
+), tables=(_ADOPT_COPY_TABLE,))
+
+
+def adopt_gate(client, t: Tables) -> dict[str, Any]:
+    """The partitioned copy against the table (``partitioning.adoption_metrics``); the alert
+    lists the wallet ranges that differ."""
+    import pandas as pd
+
+    from dupguard.positions import partitioning
+
+    metrics = partitioning.adoption_metrics(client, t)
+    frame = pd.DataFrame([{c.column: metrics[c.column] for c in ADOPT.checks}])
+
+    def offending() -> list[str]:
+        return [f"wallets [{lo!r}, {hi!r})" for _, lo, hi in partitioning.differing_ranges(client, t)[:10]]
+
+    return {"metrics": metrics, "gate": run_gate(ADOPT, dataframe=frame, offending=offending)}

@@ -64,10 +64,6 @@ class Tables:
         return self.unified + config.STAGING_SUFFIX
 
     @property
-    def backup(self) -> str:
-        return self.unified + config.BACKUP_SUFFIX
-
-    @property
     def keep(self) -> str:
         return self.unified + config.KEEP_SUFFIX
 
@@ -82,7 +78,7 @@ class Tables:
     def fragments(self) -> dict[str, str]:
         """The placeholders every positions statement may use."""
         names = {"fills": self.fills, "resolutions": self.resolutions, "unified": self.unified,
-                 "staging": self.staging, "backup": self.backup, "keep": self.keep, "rollback": self.rollback}
+                 "staging": self.staging, "keep": self.keep, "rollback": self.rollback}
         return {k: self.q(v) for k, v in names.items()} | {
             "columns": ", ".join(ident(c) for c in config.UNIFIED_COLUMNS),
             "column_defs": ",\n    ".join(f"{ident(c)} {type_}" for c, type_ in config.UNIFIED_SCHEMA),

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from dupguard.common import dagkit, settings
-from dupguard.positions import build, config, dedupe, gates, publish, tables
+from dupguard.positions import build, config, dedupe, gates, partitioning, publish, tables
 from dupguard.positions.tables import PositionsError, Tables, tables_for
 
 _NUMBERS = {"integer": (int, "an integer"), "number": (float, "a number")}
@@ -35,9 +35,17 @@ def run_params(given: dict[str, Any] | None) -> dict[str, Any]:
     raw = {**config.DEFAULTS, **{k: v for k, v in (given or {}).items() if v is not None}}
     out: dict[str, Any] = {"database": str(raw["database"]) if raw["database"] else None}
     for name, spec in config.PARAMS.items():
-        if not isinstance(spec["type"], str) or spec["type"] not in _NUMBERS:
+        types = [spec["type"]] if isinstance(spec["type"], str) else spec["type"]
+        if "boolean" in types:
+            out[name] = raw[name] in (True, 1, "true", "True", "1")
+            continue
+        number = next((k for k in types if k in _NUMBERS), None)
+        if number is None:
             continue  # database: a string or null
-        kind, words = _NUMBERS[spec["type"]]
+        if raw[name] is None:  # optional number not given (build_buckets: chosen from the budget)
+            out[name] = None
+            continue
+        kind, words = _NUMBERS[number]
         try:
             value = kind(raw[name])
         except (TypeError, ValueError) as exc:
@@ -69,6 +77,13 @@ def _as_of(logical_date: datetime | None, data_interval_end: datetime | None, da
         raise PositionsError(str(exc)) from exc
 
 
+def _run_token() -> str:
+    """The generation token of the running DAG run (the same for every attempt of the run)."""
+    from airflow.sdk import get_current_context
+
+    return publish.run_token(get_current_context()["run_id"])
+
+
 def _timeout_s(p: dict[str, Any]) -> float:
     return p["mutation_timeout_minutes"] * 60
 
@@ -79,14 +94,17 @@ def refresh_preflight(params: dict | None, logical_date: datetime | None = None,
                       data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
     as_of = _as_of(logical_date, data_interval_end, dag_run)
     with _clickhouse(params) as (client, p, t):
-        return build.preflight(client, t, as_of=as_of, max_source_lag_hours=p["max_source_lag_hours"],
-                               stuck_mutation_minutes=p["stuck_mutation_minutes"])
+        # a publish killed between its DELETE and its insert is completed before anything else
+        resumed = publish.resume(client, t, mutation_timeout_s=_timeout_s(p))
+        out = build.preflight(client, t, as_of=as_of, max_source_lag_hours=p["max_source_lag_hours"],
+                              stuck_mutation_minutes=p["stuck_mutation_minutes"])
+        return {**out, "resumed_publish": resumed}
 
 
 @dagkit.fail_fast
 def build_staging(params: dict | None) -> dict[str, Any]:
     with _clickhouse(params) as (client, p, t):
-        return build.build(client, t, buckets=p["build_buckets"])
+        return build.build(client, t, buckets=p["build_buckets"], max_bucket_fills=p["max_bucket_fills"])
 
 
 @dagkit.fail_fast
@@ -99,7 +117,8 @@ def gate_staging(params: dict | None) -> dict[str, Any]:
 @dagkit.fail_fast
 def publish_open(params: dict | None) -> dict[str, Any]:
     with _clickhouse(params) as (client, p, t):
-        return publish.publish(client, t, mutation_timeout_s=_timeout_s(p))
+        return publish.publish(client, t, mutation_timeout_s=_timeout_s(p), token=_run_token(),
+                               min_unresolved_rows=p["min_unresolved_rows"], max_drop_ratio=p["max_drop_ratio"])
 
 
 @dagkit.fail_fast
@@ -127,7 +146,8 @@ def dedupe_preflight(params: dict | None) -> dict[str, Any]:
 @dagkit.fail_fast
 def deduplicate(params: dict | None) -> dict[str, Any]:
     with _clickhouse(params) as (client, p, t):
-        return dedupe.deduplicate(client, t, buckets=p["dedupe_buckets"], mutation_timeout_s=_timeout_s(p))
+        return dedupe.deduplicate(client, t, buckets=p["dedupe_buckets"], max_bucket_fills=p["max_bucket_fills"],
+                                  mutation_timeout_s=_timeout_s(p))
 
 
 @dagkit.fail_fast
@@ -140,4 +160,45 @@ def gate_dedupe(params: dict | None, pre: dict[str, Any]) -> dict[str, Any]:
 @dagkit.fail_fast
 def rollback_open(params: dict | None) -> dict[str, Any]:
     with _clickhouse(params) as (client, p, t):
-        return publish.rollback_open(client, t, mutation_timeout_s=_timeout_s(p))
+        return publish.rollback_open(client, t, mutation_timeout_s=_timeout_s(p), token=_run_token())
+
+
+# --- unified_positions_adopt_partitioning ----------------------------------------------------
+@dagkit.fail_fast
+def adopt_preflight(params: dict | None) -> dict[str, Any]:
+    with _clickhouse(params) as (client, _, t):
+        return partitioning.preflight(client, t)
+
+
+@dagkit.fail_fast
+def adopt_copy(params: dict | None) -> dict[str, Any]:
+    with _clickhouse(params) as (client, p, t):
+        return partitioning.copy(client, t, max_bucket_fills=p["max_bucket_fills"], mutation_timeout_s=_timeout_s(p))
+
+
+@dagkit.fail_fast
+def adopt_catch_up(params: dict | None) -> dict[str, Any]:
+    with _clickhouse(params) as (client, p, t):
+        return partitioning.catch_up(client, t, mutation_timeout_s=_timeout_s(p))
+
+
+@dagkit.fail_fast
+def gate_adopt(params: dict | None) -> dict[str, Any]:
+    with _clickhouse(params) as (client, _, t):
+        if partitioning.state(client, t) != partitioning.TO_ADOPT:
+            return {"skipped": "already partitioned"}
+        return gates.adopt_gate(client, t)["metrics"]
+
+
+@dagkit.fail_fast
+def adopt_exchange(params: dict | None, gated: dict[str, Any]) -> dict[str, Any]:
+    with _clickhouse(params) as (client, _, t):
+        return partitioning.exchange(client, t, gated=gated)
+
+
+@dagkit.fail_fast
+def adopt_cleanup(params: dict | None, pre: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    with _clickhouse(params) as (client, p, t):
+        out = partitioning.cleanup(client, t, drop_old=p["drop_old"])
+        return {**out, "before": {k: pre[k] for k in ("state", "rows")}, **extra,
+                "duration_seconds": round(tables.now_epoch() - pre["started_at"], 1)}

@@ -59,3 +59,28 @@ def check_table(conn, tbl: TelemetryTable, *, need_indexes: bool = True) -> int:
 def unique_index(conn, tbl: TelemetryTable, oid: int) -> str | None:
     """Name of a valid unique btree index on exactly the id column, or None."""
     return pg.valid_unique_index(conn, oid, [tbl.id_column])
+
+
+def invalid_indexes(conn, tbl: TelemetryTable, oid: int) -> list[str]:
+    """INVALID unique indexes on exactly the id column that are *ready* (one cheap catalog
+    query): what a ``CREATE UNIQUE INDEX CONCURRENTLY`` killed after its build phase leaves.
+    PostgreSQL maintains and enforces such an index, so plain writers' retried inserts fail
+    until it is dropped. (An unready leftover - a build that failed on a duplicate - rejects
+    nothing; the unique-index DAG's build drops it.)"""
+    ready = {r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = %s AND i.indisunique AND i.indisready AND NOT i.indisvalid", (oid,))}
+    if not ready:
+        return []
+    return [ix["index_name"] for ix in pg.indexes_on(conn, oid, [tbl.id_column]) if ix["index_name"] in ready]
+
+
+def drop_invalid_leftovers(ac, tbl: TelemetryTable, oid: int, why: str) -> dict[str, Any]:
+    """``DROP INDEX CONCURRENTLY`` the INVALID indexes on the id column (``ac``: autocommit),
+    unless a concurrent build of this table is running now (its index is INVALID until it
+    finishes): {"dropped": [...], "build_in_progress": bool}."""
+    if ac.execute("SELECT count(*) FROM pg_stat_progress_create_index WHERE relid = %s", (oid,)).fetchone()[0]:
+        return {"dropped": [], "build_in_progress": True}
+    pg.set_timeouts(ac, lock_timeout_ms=1_000, local=False)   # never queue writers behind the drop
+    return {"dropped": pg.drop_invalid_indexes(ac, tbl.schema, oid, [tbl.id_column], why),
+            "build_in_progress": False}

@@ -17,11 +17,30 @@ from typing import Any
 
 from dupguard.common import pg
 from dupguard.common.connections import pg_connect
-from dupguard.telemetry.catalog import check_table, render, unique_index
+from dupguard.common.errors import ConfigError
+from dupguard.telemetry.catalog import check_table, drop_invalid_leftovers, invalid_indexes, render, unique_index
 from dupguard.telemetry.config import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, TelemetryTable
 from dupguard.telemetry.window import Window
 
 log = logging.getLogger(__name__)
+
+
+class InvalidIndexDropped(ConfigError):
+    """An INVALID index on the id column was found and dropped this run (the cleanup itself
+    ran): raised after the work so the incident alert fires once; the next run is clean."""
+
+
+def watch_invalid_indexes(conn_id: str, tbl: TelemetryTable, conn, oid: int) -> dict[str, Any]:
+    """The INVALID-index watch, one catalog query per run; drops what it finds (autocommit)."""
+    found = invalid_indexes(conn, tbl, oid)
+    if not found:
+        return {"invalid_indexes": [], "dropped": [], "build_in_progress": False}
+    with pg_connect(conn_id, autocommit=True, application_name=f"dupguard:cleanup:{tbl.key}") as ac:
+        out = drop_invalid_leftovers(ac, tbl, oid, "left by a killed or failed concurrent build; "
+                                                   "a unique one rejects new rows")
+    log.warning("%s: INVALID index(es) %s on %s: dropped %s%s", tbl.qualified, found, tbl.id_column,
+                out["dropped"], " (a build is running now: left to it)" if out["build_in_progress"] else "")
+    return {"invalid_indexes": found, **out}
 
 
 def delete_window_duplicates(conn, tbl: TelemetryTable, window: Window) -> dict[str, int]:
@@ -43,12 +62,14 @@ def cleanup_table(conn_id: str, tbl: TelemetryTable, window: Window, *,
     report: dict[str, Any] = {"table": tbl.qualified, "id_column": tbl.id_column, "window": window.as_dict()}
     with pg_connect(conn_id, application_name=f"dupguard:cleanup:{tbl.key}") as conn:
         oid = check_table(conn, tbl)
+        report["invalid_index_watch"] = watch = watch_invalid_indexes(conn_id, tbl, conn, oid)
         unique = unique_index(conn, tbl, oid)
         conn.rollback()
         if unique:
             report.update(skipped=True, reason=f"valid unique index {unique} on {tbl.id_column}",
                           rows_deleted=0, ids_affected=0, window_ids=None)
             log.info("%s: delete skipped, %s already prevents duplicates", tbl.qualified, unique)
+            _raise_if_dropped(report, watch)
             return report
         t0 = time.perf_counter()
         with conn.transaction():
@@ -59,4 +80,13 @@ def cleanup_table(conn_id: str, tbl: TelemetryTable, window: Window, *,
              tbl.qualified, window.start.isoformat(), window.end.isoformat(), window.reason,
              report["window"]["minutes"], report["window_ids"], report["rows_deleted"], report["ids_affected"],
              report["seconds"])
+    _raise_if_dropped(report, watch)
     return report
+
+
+def _raise_if_dropped(report: dict[str, Any], watch: dict[str, Any]) -> None:
+    if watch["dropped"]:
+        raise InvalidIndexDropped(
+            f"{report['table']}: dropped INVALID index(es) {watch['dropped']} on {report['id_column']} left by a "
+            f"killed or failed CREATE UNIQUE INDEX CONCURRENTLY (writers' retried inserts were failing); the "
+            f"cleanup ran: {report}. Re-run telemetry_unique_indexes to build it again.")
