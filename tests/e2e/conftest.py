@@ -131,21 +131,27 @@ def demo_data(pg_cluster):
     return pg_cluster
 
 
-@pytest.fixture(scope="module")
-def browser(airflow_server):
-    """Headless Chromium logged into the UI (module-scoped: one login for a module's tests)."""
+def login(driver, base_url: str):
+    """Log ``driver`` into the UI at ``base_url``; returns the 60 s waiter it used."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
+    wait = WebDriverWait(driver, 60)
+    driver.get(f"{base_url}/")
+    wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(USER)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: "/auth/login" not in d.current_url)
+    return wait
+
+
+@pytest.fixture(scope="module")
+def browser(airflow_server):
+    """Headless Chromium logged into the UI (module-scoped: one login for a module's tests)."""
     driver = chromium_driver(window=(1400, 1000))
     try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(f"{airflow_server.base_url}/")
-        wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(USER)
-        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait.until(lambda d: "/auth/login" not in d.current_url)
+        login(driver, airflow_server.base_url)
         yield driver
     finally:
         driver.quit()

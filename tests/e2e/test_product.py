@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import PASSWORD, USER, chromium_driver
+from tests.e2e.conftest import USER, chromium_driver, login
 
 pytestmark = pytest.mark.e2e
 
@@ -104,18 +104,11 @@ def test_planted_gate_failure_fails_the_run_and_sends_one_email(api, demo_data, 
 
 def test_ui_shows_the_successful_runs(api, output_dir):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = chromium_driver()
     shot = output_dir / "ui_blocks_duplicate_cleanup_runs.png"
     try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(f"{api.base_url}/")
-        wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(USER)
-        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait.until(lambda d: "/auth/login" not in d.current_url)
+        wait = login(driver, api.base_url)
         driver.get(f"{api.base_url}/dags/blocks_duplicate_cleanup/runs")
         wait.until(lambda d: "blocks_duplicate_cleanup" in d.find_element(By.TAG_NAME, "body").text)
         wait.until(lambda d: "success" in d.find_element(By.TAG_NAME, "body").text.lower())
