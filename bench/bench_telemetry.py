@@ -1,6 +1,8 @@
 """Telemetry duplicate cleanup and unique-index migration on 1M and 10M `blocks` rows.
 
-    make bench BENCH_ARGS=telemetry        (about 6-10 minutes on 2 cores)
+    make bench BENCH_ARGS=telemetry                # (about 6-10 minutes on 2 cores)
+    make bench BENCH_ARGS="telemetry --scale 50m"  # heavy, out of the default: section 1 only,
+                                                   # at 50M rows beside 1M (about 30 minutes)
 
 Data: ``blocks`` with ~10M rows over 7 days of insert_time, in insertion order; 1% of the ids
 get a retried copy 1-90 s later, plus 0.05% with an identical copy (same insert_time) and 0.05%
@@ -18,6 +20,9 @@ Measured, medians (the machine is shared):
    CREATE UNIQUE INDEX on the same data (rolled back), with the worst latency a concurrent
    writer (200 rows/s, 5% retried duplicates, the idempotent insert) sees during each.
 
+``--scale 50m`` loads ~50M rows over 35 days instead (the same rows per day, so a 5-minute
+window holds the same ~5k rows at every size) and measures section 1 only: 1M against 50M.
+
 The cluster runs with synchronous_commit=off and autovacuum off (a VACUUM ANALYZE follows the
 load, as autovacuum would), so numbers measure statements, not this disk's fsync.
 """
@@ -27,18 +32,30 @@ import json
 import multiprocessing as mp
 import os
 import statistics
+import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from bench.common import ROOT, pg_cluster, print_table
 
-SCALE = float(os.environ.get("DUPGUARD_BENCH_SCALE", "1"))  # < 1 only for a quick smoke run
+
+def _smoke_scale() -> float:
+    """``DUPGUARD_BENCH_SCALE`` < 1: a quick smoke run; a named scale (``20m``, the positions
+    bench's) is not a number and leaves this bench at full size."""
+    try:
+        return float(os.environ.get("DUPGUARD_BENCH_SCALE", "1"))
+    except ValueError:
+        return 1.0
+
+
+SCALE = _smoke_scale()
 N_BASE = int(9_900_000 * SCALE)   # distinct ids; with the copies the table holds ~10.0M rows
 N_SMALL = int(1_000_000 * SCALE)  # rows of the 1M table (the newest part of the same data)
 DAYS = 7
+#: ``--scale``: (label, distinct ids, days) of the big table; same ids per day as the 10M one
+SCALES = {"50m": ("50M", 49_500_000, 35)}
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
-T_END = T0 + timedelta(days=DAYS)
 WINDOWS = 7
 REPEAT = 3
 INSERTS = int(100_000 * min(1.0, SCALE * 10))
@@ -93,7 +110,7 @@ BLOCKS_DDL = """CREATE TABLE {target} (block_id UUID, stream_id UUID, process_id
     payload_size BIGINT, insert_time TIMESTAMPTZ)"""
 
 
-def load(dsn: str) -> dict:
+def load(dsn: str, n_base: int = N_BASE, days: int = DAYS) -> dict:
     """Both tables from one generated id set (COPY-free: generate_series in SQL)."""
     import psycopg
 
@@ -101,15 +118,18 @@ def load(dsn: str) -> dict:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SET work_mem = '256MB'")
-        conn.execute(LOAD_SQL, {"t0": T0, "days": DAYS, "n": N_BASE})
-        for target, gmin, prefix in (("public.blocks", 0, ""), ("m1.blocks", N_BASE - N_SMALL * 99 // 100, "m1_")):
+        conn.execute(LOAD_SQL, {"t0": T0, "days": days, "n": n_base})
+        _progress(f"ids generated ({n_base:,}) after {time.perf_counter() - t0:.0f} s")
+        for target, gmin, prefix in (("public.blocks", 0, ""), ("m1.blocks", n_base - N_SMALL * 99 // 100, "m1_")):
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
             with conn.transaction():  # create + fill in one transaction: no WAL with wal_level=minimal
                 conn.execute(BLOCKS_DDL.format(target=target))
                 conn.execute(FILL_SQL.format(target=target), {"gmin": gmin})
+            _progress(f"{target} filled after {time.perf_counter() - t0:.0f} s")
             for ix in INDEXES:
                 conn.execute(ix.format(p=prefix, t=target))
             conn.execute(f"VACUUM (ANALYZE) {target}")
+            _progress(f"{target} indexed and vacuumed after {time.perf_counter() - t0:.0f} s")
         conn.execute("DROP TABLE src")
         sizes = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("public.blocks", "m1.blocks")}
     sizes["seconds"] = time.perf_counter() - t0
@@ -117,7 +137,11 @@ def load(dsn: str) -> dict:
 
 
 # --- 1. per-minute cleanup vs the window-only reference ------------------------------------
-def cleanup_latency(dsn: str) -> None:
+def _progress(msg: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cleanup_latency(dsn: str, big: str = "10M", days: int = DAYS) -> None:
     import psycopg
 
     from dupguard.telemetry.catalog import compose, render
@@ -126,8 +150,9 @@ def cleanup_latency(dsn: str) -> None:
     from dupguard.telemetry.window import Window
 
     tables = {"1M": TelemetryTable("blocks", "m1", "blocks", "block_id"),
-              "10M": TelemetryTable("blocks", "public", "blocks", "block_id")}
-    ends = [T_END - timedelta(minutes=97 * (k + 1)) for k in range(WINDOWS)]
+              big: TelemetryTable("blocks", "public", "blocks", "block_id")}
+    t_end = T0 + timedelta(days=days)
+    ends = [t_end - timedelta(minutes=97 * (k + 1)) for k in range(WINDOWS)]
     windows = [Window(e - timedelta(minutes=5), e, "lookback") for e in ends]
     rows, plans = [], {}
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -169,14 +194,14 @@ def cleanup_latency(dsn: str) -> None:
                 rows)
     by = {(r[0], r[1]): r[3] for r in rows}
     print_table("   targets", ["check", "value", "target", "met"], [
-        ["ours 10M / ours 1M", by[("10M", "ours")] / by[("1M", "ours")], "<= 1.5x",
-         _yes(by[("10M", "ours")] / by[("1M", "ours")] <= 1.5)],
+        [f"ours {big} / ours 1M", by[(big, "ours")] / by[("1M", "ours")], "<= 1.5x",
+         _yes(by[(big, "ours")] / by[("1M", "ours")] <= 1.5)],
         ["ours / reference @1M", by[("1M", "ours")] / by[("1M", "reference")], "<= 10x",
          _yes(by[("1M", "ours")] / by[("1M", "reference")] <= 10)],
-        ["ours / reference @10M", by[("10M", "ours")] / by[("10M", "reference")], "<= 10x",
-         _yes(by[("10M", "ours")] / by[("10M", "reference")] <= 10)],
+        [f"ours / reference @{big}", by[(big, "ours")] / by[(big, "reference")], "<= 10x",
+         _yes(by[(big, "ours")] / by[(big, "reference")] <= 10)],
         ["plan of ours @1M", plans["1M"], "no seq scan", _yes(plans["1M"].startswith("index"))],
-        ["plan of ours @10M", plans["10M"], "no seq scan", _yes(plans["10M"].startswith("index"))],
+        [f"plan of ours @{big}", plans[big], "no seq scan", _yes(plans[big].startswith("index"))],
     ])
 
 
@@ -320,7 +345,37 @@ def online_migration() -> dict:
             "attempts": b["attempts"]}
 
 
+def _scale() -> str | None:
+    """``--scale 50m`` after the bench name (``make bench BENCH_ARGS="telemetry --scale 50m"``)."""
+    argv = sys.argv[1:]
+    if "--scale" in argv and argv.index("--scale") + 1 < len(argv):
+        return argv[argv.index("--scale") + 1].lower()
+    return None
+
+
+def main_scale(scale: str) -> None:
+    """The heavy run: section 1 (per-run cleanup latency) at 1M and at the big size only."""
+    if scale not in SCALES:
+        raise SystemExit(f"unknown --scale {scale!r}: one of {', '.join(SCALES)}")
+    label, n_base, days = SCALES[scale]
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    print(f"telemetry --scale {scale}: loading ~{n_base * 1.011 / 1e6:.1f}M rows over {days} days "
+          f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+    with pg_cluster(("bench",), synchronous_commit="off", autovacuum="off", wal_level="minimal",
+                    max_wal_senders="0") as c:
+        dsn = c.dsn("bench")
+        _env(c.port)
+        sizes = load(dsn, n_base, days)
+        print_table("data", ["table", "rows"], [[f"public.blocks ({label})", sizes["public.blocks"]],
+                                                ["m1.blocks (1M)", sizes["m1.blocks"]],
+                                                ["load seconds", sizes["seconds"]]])
+        cleanup_latency(dsn, label, days)
+        print(f"load average at the end: {' / '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+
+
 def main() -> None:
+    if _scale():
+        return main_scale(_scale())
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     with pg_cluster(("bench",), synchronous_commit="off", autovacuum="off", wal_level="minimal",
                     max_wal_senders="0") as c:
