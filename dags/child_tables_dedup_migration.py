@@ -23,14 +23,15 @@ The ledger records the verdict, a failed one too. On failure: see docs/breezeway
 (runbook); `child_tables_dedup_rollback` restores.
 
 **Params:** `force` (bool), `stop_after` (step name: stop there, a crash drill),
-`batch_ids` (ids per dedup transaction).
+`batch_ids` (ids per dedup transaction), `max_hours` (default 4: a run still going this
+long after it started sends one `[dupguard] LATE` alert; the migration itself goes on).
 """
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from dupguard.breezeway.config import BATCH_IDS, MIGRATION_STEPS
-from dupguard.common.dagkit import dag_kwargs
+from dupguard.breezeway.config import BATCH_IDS, MAX_HOURS, MIGRATION_STEPS
+from dupguard.common.dagkit import LateWatch, dag_kwargs
 
 
 @dag(
@@ -39,6 +40,7 @@ from dupguard.common.dagkit import dag_kwargs
         doc_md=__doc__,
         tags=["breezeway", "postgres", "migration"],
         schedule=None,
+        late_watch=LateWatch("max_hours", 3600, MAX_HOURS),
         params={
             "force": Param(False, type="boolean", title="Force",
                            description="Re-check and repair a completed migration: every step runs again "
@@ -47,6 +49,9 @@ from dupguard.common.dagkit import dag_kwargs
                                 values_display={None: "(normal run)"}, title="Stop after step (drill)",
                                 description="Fail the run right after this step, as if the worker died; the "
                                             "next trigger resumes where it stopped. Leave empty for a normal run."),
+            "max_hours": Param(MAX_HOURS, type="number", minimum=0.001, title="Late after (hours)",
+                               description="A run still going this long after it started sends one LATE alert "
+                                           "(the migration goes on; it is not stopped)."),
             "batch_ids": Param(BATCH_IDS, type="integer", minimum=1_000, title="Ids per dedup batch",
                                description="Id range per dedup DELETE transaction (row locks only, ~0.1-0.3 s)."),
         },

@@ -26,6 +26,9 @@ empty or half-built table.
    resolved, newest entry at most `max_hours_stale` before the logical date, enough open rows.
 6. **report** - counts before/after, rows per partition, duration.
 
+A run still going `late_after_minutes` (default 90) after it started sends one
+`[dupguard] LATE` alert, closed when the run's last task succeeds.
+
 On failure: see the runbook in `docs/positions.md` (each gate's meaning, what to check,
 how to re-run). A bad publish is undone by triggering `unified_positions_rollback`.
 Trigger by hand with the params below (UI form or
@@ -42,8 +45,9 @@ from dupguard.positions import tasks
 @dag(dag_id="unified_positions_refresh",
      params=tasks.params("min_unresolved_rows", "max_drop_ratio", "max_hours_stale", "max_source_lag_hours",
                          "stuck_mutation_minutes", "mutation_timeout_minutes", "build_buckets", "max_bucket_fills",
-                         "database"),
-     **dagkit.dag_kwargs(doc_md=__doc__, tags=["positions", "clickhouse", "refresh"], schedule="0 */6 * * *"))
+                         "late_after_minutes", "database"),
+     **dagkit.dag_kwargs(doc_md=__doc__, tags=["positions", "clickhouse", "refresh"], schedule="0 */6 * * *",
+                         late_watch=tasks.LATE_WATCH))
 def unified_positions_refresh():
     @task(pool=settings.CLICKHOUSE_POOL, queue=settings.CLICKHOUSE_QUEUE)
     def preflight(params=None, logical_date=None, data_interval_end=None, dag_run=None) -> dict:

@@ -14,7 +14,7 @@ from tests.breezeway.conftest import catalog_fingerprint, expected_keepers, tabl
 
 MIG, RB = "child_tables_dedup_migration", "child_tables_dedup_rollback"
 # dag.test() keeps a run's conf in the cached DAG's params: every run passes all of them
-DEFAULTS = {"force": False, "stop_after": None, "batch_ids": 50_000}
+DEFAULTS = {"force": False, "stop_after": None, "batch_ids": 50_000, "max_hours": 4}
 SKIPPED = {"preflight", "backup", "dedup", "reclaim", "constraints", "quality_gate", "finish"}
 
 
@@ -56,16 +56,22 @@ def assert_migrated(conn, before: dict, keep: dict[str, set[int]]) -> None:
     conn.commit()
 
 
-def test_migration_end_to_end_then_noop_then_force(bw, run_dag):
+def test_migration_end_to_end_then_noop_then_force(bw, run_dag, smtp_sink):
     before, keep, fp = snapshot(bw), expected_keepers(bw), catalog_fingerprint(bw)
     audit_before = bw.execute("SELECT count(*) FROM breezeway.audit_log").fetchone()[0]
     sizes_before = {t.name: bw.execute("SELECT pg_total_relation_size(%s::regclass)", (t.qualified,)).fetchone()[0]
                     for t in CHILD_TABLES}
     bw.commit()
 
-    res = run_dag(MIG, conf=DEFAULTS)
+    # max_hours 0.001 (3.6 s): the run is LATE part-way; one LATE alert, closed by the last task
+    res = run_dag(MIG, conf={**DEFAULTS, "max_hours": 0.001})
     assert res.state == "success", res.task_states
     assert_migrated(bw, before, keep)
+    subjects = [m["Subject"] for m in smtp_sink.wait_for(2, timeout=10)]
+    assert subjects[0].startswith(f"[dupguard] LATE {MIG} run {res.run_id}: still running max_hours=0.001 h after")
+    assert subjects[1].startswith(f"[dupguard] RECOVERED {MIG}.<late> after 1 late runs")
+    assert len(subjects) == 2, subjects
+    smtp_sink.clear()
 
     # preflight reported the problem table before anything changed
     pf = {r["table"]: r for r in res.returns["preflight"]["tables"]}

@@ -79,7 +79,7 @@ def test_three_workflows_succeed_and_leave_clean_tables(api, demo_data):
     assert open_rows > 0 and open_rows == open_keys and total >= open_rows
 
 
-def test_planted_gate_failure_fails_the_run_and_sends_one_email(api, demo_data, smtp_sink):
+def test_planted_gate_failure_sends_one_failed_then_after_the_fix_one_recovered(api, demo_data, smtp_sink):
     # old duplicates (2 hours back: outside the per-minute window, inside the daily health window)
     with psycopg.connect(demo_data.dsn("telemetry"), autocommit=True) as c:
         c.execute("""INSERT INTO blocks (block_id, stream_id, process_id, insert_time)
@@ -100,6 +100,21 @@ def test_planted_gate_failure_fails_the_run_and_sends_one_email(api, demo_data, 
     assert msgs[0]["Subject"] == f"[dupguard] FAILED dedup_health_daily.gate_telemetry run {run_id}"
     body = msgs[0].get_body(preferencelist=("html", "plain")).get_content()
     assert "duplicate_ids" in body
+
+    # the fix (the planted copies removed), a new run: one RECOVERED, nothing else
+    with psycopg.connect(demo_data.dsn("telemetry"), autocommit=True) as c:
+        c.execute("""DELETE FROM blocks b USING blocks o WHERE o.block_id = b.block_id AND o.ctid < b.ctid
+                     AND b.insert_time < now() - interval '90 minutes'""")
+    smtp_sink.clear()
+    run_id2, run = _trigger_and_wait(api, "dedup_health_daily",
+                                     conf={"max_hours_stale": 1_000_000, "min_unresolved_rows": 0})
+    assert run["state"] == "success", api.task_instances("dedup_health_daily", run_id2)
+    smtp_sink.wait_for(1, timeout=30)
+    time.sleep(5)
+    subjects = [m["Subject"] for m in smtp_sink.messages]
+    assert len(subjects) == 1, subjects
+    assert subjects[0].startswith("[dupguard] RECOVERED dedup_health_daily.gate_telemetry after 1 failed runs ("), \
+        subjects
 
 
 def test_ui_shows_the_successful_runs(api, output_dir):

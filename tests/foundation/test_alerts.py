@@ -192,33 +192,53 @@ def test_run_dag_does_not_leak_conf_into_the_next_run():
 
 
 def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink):
-    """The Deadline Alert callback, called as Airflow's scheduler queues it (the run as the REST API
-    describes it), opens a LATE incident; the run's last task succeeding closes it."""
-    from dupguard.common.notify import deadline_missed, handle_success
+    """The watch a task starts (on_execute_callback) fires at run start + the param's limit; a task
+    starting after the limit fires at once; a second task of the same late run adds nothing; a
+    task that ended before its timer fired sends nothing; the run's last task succeeding closes it."""
+    from datetime import datetime, timedelta, timezone
 
-    ctx = {"dag_run": {"dag_id": "dupguard_alert_probe", "dag_run_id": "scheduled__x", "state": "running"},
-           "deadline": {"id": "1", "deadline_time": "2026-01-01T00:00:00Z"}}
-    deadline_missed(context=ctx, what="still running 1:30:00 after it was queued")
-    deadline_missed(context=ctx, what="still running 1:30:00 after it was queued")
-    subjects = _subjects(smtp_sink)
-    assert subjects == ["[dupguard] LATE dupguard_alert_probe run scheduled__x: "
-                        "still running 1:30:00 after it was queued"]
-    body = smtp_sink.messages[0].get_body(preferencelist=("plain",)).get_content()
-    assert "Next step:" in body
-    smtp_sink.clear()
+    from dupguard.common import deadline
+    from dupguard.common.notify import DupguardNotifier, handle_success
 
-    class Ti:
-        task_id = "broken"
-
-    class Task:
-        downstream_task_ids: set = set()
+    watch = deadline.LateWatch("max_hours", 3600, 4)
 
     class Run:
         dag_id = "dupguard_alert_probe"
         run_id = "scheduled__x"
+        start_date = datetime.now(timezone.utc) - timedelta(hours=2)
 
-    assert handle_success({"dag_run": Run(), "ti": Ti(), "task": Task()}) == ["<late>"]
-    assert _subjects(smtp_sink)[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.<late> after 2 failed runs")
+    class Ti:
+        dag_id, run_id = Run.dag_id, Run.run_id
+
+        def __init__(self, task_id):
+            self.task_id = task_id
+
+    class Task:
+        downstream_task_ids: set = set()
+
+    def ctx(task_id, hours):
+        return {"dag_run": Run(), "ti": Ti(task_id), "params": {"max_hours": hours}, "task": Task()}
+
+    # within the limit: the timer is set for later, and the task's end (its notifier) stops it
+    early = watch.start(ctx("a", 4))
+    assert early is not None and early.is_alive()
+    DupguardNotifier("success").notify(ctx("a", 4))
+    early.join(2)
+    assert not early.is_alive() and _subjects(smtp_sink, wait=0.5) == []
+
+    # past the limit: fires at once, once per run
+    watch.start(ctx("b", 1.5)).join(10)
+    watch.start(ctx("c", 1.5)).join(10)
+    subjects = _subjects(smtp_sink)
+    assert len(subjects) == 1, subjects
+    assert subjects[0].startswith("[dupguard] LATE dupguard_alert_probe run scheduled__x: "
+                                  "still running max_hours=1.5 h after it started at ")
+    body = smtp_sink.messages[0].get_body(preferencelist=("plain",)).get_content()
+    assert "Next step:" in body
+    smtp_sink.clear()
+
+    assert handle_success({"dag_run": Run(), "ti": Ti("last"), "task": Task()}) == ["<late>"]
+    assert _subjects(smtp_sink)[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.<late> after 1 late runs")
 
 
 def test_daily_health_report_lists_open_incidents(smtp_sink):

@@ -69,16 +69,20 @@ BY_NAME = {t.name: t for t in CHILD_TABLES}
 # --- tuning, with the reason for each value -------------------------------------------------
 #: id range per dedup transaction: ~0.1-0.3 s holding row locks only (the DAG's ``batch_ids``).
 BATCH_IDS = 50_000
+#: A migration run still going this many hours after it started sends one LATE alert (param max_hours).
+MAX_HOURS = 4
 #: heap pages per restore transaction of the rollback: short transactions, row locks only.
 RESTORE_PAGES_PER_BATCH = 500
 #: the dedup's delete batches refresh the ledger heartbeat this often, so a long dedup is not
 #: mistaken for a dead run (see STALE_CLAIM_MINUTES).
 HEARTBEAT_EVERY_BATCHES = 20
-#: an exclusive lock we cannot get within 1 s is released and retried, so writers never queue
-#: behind us for longer than that ...
-LOCK_TIMEOUT_MS = 1_000
-#: ... up to this many times, with a growing pause in between.
-LOCK_RETRIES = 30
+#: an exclusive lock we cannot get within 100 ms is released and retried, so writers never
+#: queue behind our waiting request for longer than that (the issue's budget for a writer's
+#: longest stall is 150 ms, waiting plus holding) ...
+LOCK_TIMEOUT_MS = 100
+#: ... up to this many times, with a growing pause in between (0.25 s more each time, at most
+#: 3 s: about 5 minutes in all).
+LOCK_RETRIES = 100
 #: bounded clean-and-retry of CREATE UNIQUE INDEX CONCURRENTLY while writers add duplicates.
 CONSTRAINT_ATTEMPTS = 5
 #: a table losing more than 20% of its rows is deduped by copy-swap (kept rows copied,

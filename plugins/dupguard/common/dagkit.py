@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import pendulum
 
+from dupguard.common.deadline import LateWatch
 from dupguard.common.notify import DupguardNotifier
 
 START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
@@ -41,10 +42,13 @@ def default_args(**overrides: Any) -> dict[str, Any]:
 
 def dag_kwargs(*, doc_md: str, tags: list[str], schedule: Any = None, max_active_runs: int = 1,
                dagrun_timeout: timedelta | None = None, default_args_overrides: dict[str, Any] | None = None,
-               late_after: timedelta | None = None, **extra: Any) -> dict[str, Any]:
-    """Keyword arguments for ``@dag`` with the project's policy applied. ``late_after``: a run still
-    going that long after it was queued sends one ``[dupguard] LATE`` alert (Airflow's Deadline
-    Alerts), an incident closed by the run's last task succeeding."""
+               late_watch: LateWatch | None = None, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for ``@dag`` with the project's policy applied. ``late_watch``: a run still
+    going past the limit its param sets sends one ``[dupguard] LATE`` alert (:mod:`deadline`), an
+    incident closed by the run's last task succeeding."""
+    overrides = dict(default_args_overrides or {})
+    if late_watch is not None:
+        overrides.setdefault("on_execute_callback", late_watch)
     unknown = set(tags) - ALL_TAGS
     if unknown:
         raise ValueError(f"tags {sorted(unknown)} are not in dupguard's vocabulary {sorted(ALL_TAGS)}")
@@ -55,21 +59,11 @@ def dag_kwargs(*, doc_md: str, tags: list[str], schedule: Any = None, max_active
         "max_active_runs": max_active_runs,
         "doc_md": doc_md,
         "tags": ["dupguard", *tags],
-        "default_args": default_args(**(default_args_overrides or {})),
+        "default_args": default_args(**overrides),
         "on_failure_callback": NOTIFIER,
         "dagrun_timeout": dagrun_timeout,
-        **({"deadline": late_deadline(late_after)} if late_after else {}),
         **extra,
     }
-
-
-def late_deadline(after: timedelta):
-    from airflow.sdk.definitions.callback import SyncCallback
-    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
-
-    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=after, name="dupguard_late",
-                         callback=SyncCallback("dupguard.common.notify.deadline_missed",
-                                               kwargs={"what": f"still running {after} after it was queued"}))
 
 
 def run_time(logical_date: datetime | None = None, data_interval_end: datetime | None = None,

@@ -115,16 +115,17 @@ def compose(send: str, inc: dict[str, Any], url: str) -> dict[str, str]:
     if send == "FAILED":
         subject = f"[dupguard] FAILED {name} run {inc['latest_run_id']}"
         lead = f"{'The run' if task_id == RUN else 'Task ' + task_id} of DAG {dag_id} failed."
-    elif send == "STILL FAILING":
+    elif send == "STILL FAILING" and task_id != LATE:
         subject = f"[dupguard] STILL FAILING {name}: {inc['failures']} failed runs since {inc['opened_at']}"
         lead = (f"{name} has failed {inc['failures']} times since {inc['opened_at']} "
                 f"(last: run {inc['latest_run_id']}). Latest error below.")
     elif send == "RECOVERED":
         dur = incidents.duration_text(inc.get("duration_s", 0))
-        subject = f"[dupguard] RECOVERED {name} after {inc['failures']} failed runs ({dur})"
-        lead = (f"{name} succeeded again at {inc.get('closed_at')}; it had failed {inc['failures']} "
-                f"time(s) since {inc['opened_at']} ({dur}).")
-    elif send == "LATE":
+        what = "late" if task_id == LATE else "failed"
+        subject = f"[dupguard] RECOVERED {name} after {inc['failures']} {what} runs ({dur})"
+        lead = (f"{name} succeeded again at {inc.get('closed_at')}; it had {'been late' if task_id == LATE else 'failed'} "
+                f"{inc['failures']} time(s) since {inc['opened_at']} ({dur}).")
+    elif send == "LATE" or (send == "STILL FAILING" and task_id == LATE):
         subject = f"[dupguard] LATE {dag_id} run {inc['latest_run_id']}: {inc['latest_error']}"
         lead = f"Run {inc['latest_run_id']} of DAG {dag_id} is {inc['latest_error']}."
     else:
@@ -294,18 +295,20 @@ def handle_success(context: dict[str, Any], store: incidents.Store | None = None
 
 def handle_late(dag_id: str, run_id: str, what: str, store: incidents.Store | None = None,
                 now: datetime | None = None) -> str | None:
-    """A run past its deadline: a LATE incident (``<late>``), opened and closed like the others."""
+    """A run past its limit (:mod:`dupguard.common.deadline`): a LATE incident (``<late>``), opened
+    and closed like the others. Once per run: a second task of the same late run adds nothing."""
+    store = store or incidents.VariableStore()
+    try:
+        open_inc = store.get(incidents.key(dag_id, LATE))
+    except Exception:  # noqa: BLE001 - no state: alert anyway
+        open_inc = None
+    if open_inc and open_inc.get("latest_run_id") == run_id:
+        log.info("dupguard alert: %s run %s already reported LATE", dag_id, run_id)
+        return None
     details = describe_failure(None, dag_id, LATE)
     details.update(error=what, kind="late")
     url = log_url(dag_id, run_id, None)
     return _record_and_send(store, dag_id, LATE, run_id, details, now, url, first="LATE")
-
-
-def deadline_missed(context: dict[str, Any] | None = None, what: str = "past its deadline", **_: Any) -> None:
-    """Callback of the DAGs' Deadline Alerts (``dagkit.dag_kwargs(late_after=...)``): a LATE incident.
-    ``context["dag_run"]`` is the run as the REST API describes it."""
-    run = (context or {}).get("dag_run") or {}
-    handle_late(run.get("dag_id") or "?", run.get("dag_run_id") or run.get("run_id") or "?", what)
 
 
 class DupguardNotifier(BaseNotifier):
@@ -324,6 +327,9 @@ class DupguardNotifier(BaseNotifier):
 
     def notify(self, context: dict[str, Any]) -> None:
         try:
+            from dupguard.common import deadline
+
+            deadline.stop(context)  # the task ended: its LATE watch (if any) goes with it
             if self.event == "failure":
                 handle_failure(context)
             else:

@@ -61,9 +61,10 @@ ENTRIES: tuple[Entry, ...] = (
           "duplicates, stale data or too few open rows after publish",
           "duplicates: trigger unified_positions_deduplicate; stale: check the feed; a bad publish: trigger "
           "unified_positions_rollback", "pm_trade_fifo_roi_v3_mat_unified"),
-    Entry("unified_positions_refresh", "<late>", "still running 90 min after its start",
+    Entry("unified_positions_refresh", "<late>", "still running late_after_minutes (default 90) after its start",
           "a build or a mutation is slow or stuck",
-          "look at the running task's log and system.mutations; the run keeps going unless you stop it",
+          "look at the running task's log and system.mutations (a mutation pending for minutes is killed by the next "
+          "preflight); the run keeps going unless you stop it",
           "pm_trade_fifo_roi_v3_mat_unified"),
     Entry("unified_positions_deduplicate", "*", "any failure",
           "a wallet range could not be repaired", "clear the failed task (each range is idempotent)",
@@ -93,7 +94,8 @@ ENTRIES: tuple[Entry, ...] = (
           "breezeway child tables"),
     Entry("child_tables_dedup_migration", "<late>", "still running after max_hours",
           "a step waits on locks or the tables are larger than expected",
-          "look at the running task's log and pg_stat_activity; the run resumes where it stops if killed",
+          "look at the running task's log and pg_stat_activity (a step waiting on a lock names the blocking pid); the "
+          "run goes on; if you stop it, trigger again: it resumes at the step the ledger names",
           "breezeway child tables"),
     Entry("child_tables_dedup_migration", "*", "dedup, reclaim or constraints failed",
           "a step failed; the ledger keeps what is done", "trigger the DAG again: it resumes where it stopped",

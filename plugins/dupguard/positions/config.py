@@ -90,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
     "max_source_lag_hours": 6,
     # A mutation pending longer than this on the unified table is stuck: killed by its id.
     "stuck_mutation_minutes": 10,
+    # A refresh still running this long after it started sends one LATE alert (common/deadline).
+    "late_after_minutes": 90,
     # How long publish waits for its own DELETE mutation before failing (never inserts early).
     "mutation_timeout_minutes": 30,
     # Wallet ranges the build is split into; None = chosen from the memory budget below
@@ -125,6 +127,8 @@ PARAMS: dict[str, dict[str, Any]] = {
                              "description": "Newest fill at most this many hours before the logical date."},
     "stuck_mutation_minutes": {"type": "integer", "minimum": 1, "title": "Stuck mutation (minutes)",
                                "description": "Kill (by id) mutations of the unified table pending longer than this."},
+    "late_after_minutes": {"type": "number", "minimum": 0.01, "title": "Late after (minutes)",
+                           "description": "A run still going this long after it started sends one LATE alert."},
     "mutation_timeout_minutes": {"type": "number", "minimum": 1, "title": "Mutation timeout (minutes)",
                                  "description": "How long to wait for each DELETE mutation this run issues."},
     "build_buckets": {"type": ["null", "integer"], "minimum": 1, "maximum": 256, "title": "Build buckets",

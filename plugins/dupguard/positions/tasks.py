@@ -19,6 +19,9 @@ from dupguard.common import dagkit, settings
 from dupguard.positions import build, config, dedupe, gates, partitioning, publish, tables
 from dupguard.positions.tables import PositionsError, Tables, tables_for
 
+#: A refresh still running ``late_after_minutes`` after it started is LATE (one alert per run).
+LATE_WATCH = dagkit.LateWatch("late_after_minutes", 60, config.DEFAULTS["late_after_minutes"])
+
 _NUMBERS = {"integer": (int, "an integer"), "number": (float, "a number")}
 
 
