@@ -3,9 +3,9 @@
 ``CREATE UNIQUE INDEX CONCURRENTLY`` through :func:`dupguard.common.pg.build_unique_index`
 (SHARE UPDATE EXCLUSIVE: writers never wait; an INVALID leftover is dropped first; when writers
 slipped new duplicates in, one DELETE cleans them into the backup and the build is retried,
-bounded), then ``ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX`` under a 1 s
-``lock_timeout`` (ACCESS EXCLUSIVE for about a millisecond; the index is renamed to the
-constraint's name).
+bounded), then ``ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX`` under a short
+``lock_timeout`` (``LOCK_TIMEOUT_MS``, retried; ACCESS EXCLUSIVE for about a millisecond; the
+index is renamed to the constraint's name).
 """
 from __future__ import annotations
 
