@@ -53,6 +53,15 @@ def preload(modules=PRELOAD) -> list[str]:
             loaded.append(name)
         except Exception as exc:  # noqa: BLE001 - an optimisation only
             log.warning("dupguard preload: cannot import %s: %s", name, exc)
+    try:
+        # the Task SDK's API client loads the system CA store into an SSL context the first time a
+        # process builds one (lru-cached, ~0.1 CPU-s): build it here so forked workers inherit it
+        from airflow.sdk.api import client as sdk_client
+
+        sdk_client.Client._get_ssl_context_cached(sdk_client.API_SSL_CA_FILE_PATH, sdk_client.API_SSL_CERT_PATH)
+        loaded.append("airflow.sdk.api.client (SSL context)")
+    except Exception as exc:  # noqa: BLE001 - an optimisation only
+        log.warning("dupguard preload: cannot build the API client's SSL context: %s", exc)
     return loaded
 
 
