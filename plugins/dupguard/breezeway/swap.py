@@ -4,7 +4,7 @@
 2. the rows that stay are copied online into ``dupguard.bw_compact_<t>`` (UNLOGGED: rebuilt
    after a crash);
 3. ONE short transaction takes ACCESS EXCLUSIVE (``lock_timeout`` ``LOCK_TIMEOUT_MS``,
-   retried), re-copies the logged rows, drops the trigger, ``TRUNCATE``s the table (its old
+   retried from a savepoint: what the transaction did before the lock is kept), re-copies the logged rows, drops the trigger, ``TRUNCATE``s the table (its old
    file goes back to the OS) and reloads the copy with user triggers disabled and re-enabled
    to their exact mode. Under the lock: work proportional to the rows writers changed and to
    the rows that stay, never to the rows removed (see :func:`dedup_by_swap`).
@@ -31,6 +31,29 @@ _ENABLE = {"O": "ENABLE TRIGGER", "A": "ENABLE ALWAYS TRIGGER", "R": "ENABLE REP
 def short_lock(conn, fn, what: str) -> tuple[Any, float]:
     """``fn(conn)`` in a transaction whose lock requests give up after ``LOCK_TIMEOUT_MS``, retried."""
     return pg.with_short_lock(conn, fn, what, timeout_ms=LOCK_TIMEOUT_MS, retries=LOCK_RETRIES)
+
+
+def lock_in_transaction(c, lock_stmt, what: str) -> None:
+    """``lock_stmt`` inside the caller's transaction, retried from a savepoint when it is not
+    granted within the transaction's ``lock_timeout``: the work the transaction did before (a
+    copy-swap's backup insert: a minute at the seed's size) is kept, not redone, while the
+    request gives way to a long reader every ``LOCK_TIMEOUT_MS`` (writers never queue longer)."""
+    import psycopg
+
+    for attempt in range(1, LOCK_RETRIES + 1):
+        c.execute("SAVEPOINT dupguard_lock")
+        try:
+            c.execute(lock_stmt)
+        except psycopg.errors.LockNotAvailable:
+            c.execute("ROLLBACK TO SAVEPOINT dupguard_lock")
+            log.info("%s: lock not granted within %d ms (attempt %d/%d), retrying", what, LOCK_TIMEOUT_MS,
+                     attempt, LOCK_RETRIES)
+            time.sleep(min(0.25 * attempt, 3.0))
+            continue
+        c.execute("RELEASE SAVEPOINT dupguard_lock")
+        return
+    raise TimeoutError(f"{what}: could not get the lock in {LOCK_RETRIES} attempts of {LOCK_TIMEOUT_MS} ms; "
+                       "a long transaction holds the table - find it in pg_stat_activity and re-run")
 
 
 def replica_mode(conn) -> bool:
@@ -101,7 +124,7 @@ def swap_in(c, t: ChildTable, *, backup: bool = False) -> tuple[int, int, float]
     # was, the backup without these rows: the retried step redoes it), and any later
     # synchronous commit (a writer's, the ledger's) flushes it first, since WAL is sequential.
     c.execute("SET LOCAL synchronous_commit = off")
-    c.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(tb))
+    lock_in_transaction(c, sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(tb), f"swap of {t.qualified}")
     locked = time.monotonic()
     oid = render.oid_of(c, t)
     unbacked = c.execute(render.render("unback_logged_rows.sql", t)).rowcount if backup else 0
