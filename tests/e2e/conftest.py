@@ -5,92 +5,17 @@ SMTP sink. Everything it starts runs in one process group and is stopped at the 
 """
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
-from tools.airflow_api import AirflowApi
-
-USER, PASSWORD = "admin", "admin"
+from tests.standalone import PASSWORD, USER, airflow_standalone
 
 
 @pytest.fixture(scope="session")
 def airflow_server(pg_cluster, tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow_e2e")
-    pg_cluster.create_database("airflow_e2e")
-    port = free_port()
-    pw_file = home / "passwords.json"
-    pw_file.write_text(json.dumps({USER: PASSWORD}))
-    env = os.environ.copy()
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
-            f"postgresql+psycopg2://postgres@127.0.0.1:{pg_cluster.port}/airflow_e2e",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw_file),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "DUPGUARD_UI_BASE_URL": f"http://localhost:{port}",
-        "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-    })
-    airflow = [sys.executable, "-m", "airflow"]
-    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run([*airflow, "pools", "set", "clickhouse_embedded", "1", "embedded chDB"], env=env, check=True,
-                   capture_output=True)
-    log = open(home / "standalone.log", "w")
-    proc = subprocess.Popen([*airflow, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=str(ROOT))
-    api = AirflowApi(f"http://localhost:{port}", USER, PASSWORD)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                h = api.health()
-                if all(h.get(k, {}).get("status") == "healthy" for k in ("metadatabase", "scheduler")):
-                    break
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"airflow standalone did not come up:\n{(home / 'standalone.log').read_text()[-3000:]}")
-            time.sleep(1)
-        api.login()
-        api.home = home  # type: ignore[attr-defined]
+    with airflow_standalone(pg_cluster, tmp_path_factory.mktemp("airflow_e2e"), "airflow_e2e") as api:
         yield api
-    finally:
-        api.close()
-        _stop_group(proc)
-        log.close()
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
 
 
 def chromium_driver(window=(1400, 900)):
