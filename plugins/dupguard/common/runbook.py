@@ -25,6 +25,10 @@ ENTRIES: tuple[Entry, ...] = (
           "a killed unique-index build left an INVALID unique index that rejected writers; it was dropped "
           "and the cleanup ran", "trigger telemetry_unique_indexes again", "telemetry blocks, streams, processes",
           error="InvalidIndexDropped"),
+    Entry("blocks_duplicate_cleanup", "delete_duplicate_*", "worker killed (task lost, then retried)",
+          "the delete's transaction was rolled back with its dead client: nothing was deleted, nothing lost",
+          "nothing: the retry or the next run deletes those copies (its window reaches back over the gap)",
+          "telemetry blocks, streams, processes", error="unknown"),
     Entry("blocks_duplicate_cleanup", "delete_duplicate_*", "lock or statement timeout",
           "a long transaction holds the table",
           "find the blocker in pg_stat_activity; the next run reaches back over the gap",
@@ -40,6 +44,11 @@ ENTRIES: tuple[Entry, ...] = (
           "writers kept inserting duplicates through every attempt",
           "switch ingestion to dupguard.telemetry.insert.IdempotentInserter, then trigger again "
           "(an INVALID leftover is dropped first)", "telemetry blocks, streams, processes"),
+    Entry("telemetry_unique_indexes", "build_unique_index_*", "worker killed (task lost, then retried)",
+          "the build's worker died; its orphaned CREATE INDEX CONCURRENTLY either finished or left an INVALID index",
+          "nothing: the retry keeps a finished index or drops the INVALID leftover and builds again; until then "
+          "the per-minute cleanup drops a leftover that rejects writers", "telemetry blocks, streams, processes",
+          error="unknown"),
     Entry("telemetry_unique_indexes", "*", "any other failure",
           "a step of the online build failed; every step is idempotent",
           "fix the cause named in the error and trigger the DAG again", "telemetry blocks, streams, processes"),
@@ -51,9 +60,11 @@ ENTRIES: tuple[Entry, ...] = (
           "nothing was published; inspect <table>__staging, re-run with other thresholds if a mass "
           "resolution explains it", "pm_trade_fifo_roi_v3_mat_unified__staging"),
     Entry("unified_positions_refresh", "publish", "worker killed (task lost, then retried)",
-          "a swap was interrupted; the next attempt completes it from the gated staging table or puts the saved "
-          "generation back", "nothing, or clear publish; SELECT * FROM <table>__publish_log ORDER BY at shows "
-          "the steps", "pm_trade_fifo_roi_v3_mat_unified", error="unknown"),
+          "a swap was interrupted; on an unpartitioned table the open part may be empty until the retry (heartbeat "
+          "timeout + retry_delay); the retry completes it from the gated staging table or puts the saved "
+          "generation back", "nothing, or clear publish to complete it at once; SELECT * FROM <table>__publish_log "
+          "ORDER BY at shows the steps; unified_positions_adopt_partitioning removes the empty window",
+          "pm_trade_fifo_roi_v3_mat_unified", error="unknown"),
     Entry("unified_positions_refresh", "publish", "mutation failed or timed out",
           "its own DELETE mutation failed or timed out",
           "clear the task (idempotent); system.mutations shows the reason", "pm_trade_fifo_roi_v3_mat_unified"),
@@ -79,11 +90,21 @@ ENTRIES: tuple[Entry, ...] = (
           "a step of the adoption failed; done ranges are remembered", "trigger again: it resumes",
           "pm_trade_fifo_roi_v3_mat_unified"),
     Entry("child_tables_dedup_migration", "claim", "claim refused",
-          "another run holds the migration (or a killed run's claim is not stale yet)",
-          "wait for the other run; a dead run's claim is taken over by the next trigger", "dupguard.migration_ledger"),
+          "another run holds the migration and Airflow shows it running or queued (under the scheduler a killed "
+          "worker's task is failed after the heartbeat timeout and retried in the same run, which keeps the claim; "
+          "a killed `airflow dags test` run stays running forever)",
+          "if the run named in the error has a task running, wait for it; if not (a killed `airflow dags test`), "
+          "mark that run failed (its page: Mark run as failed, or PATCH /api/v2/dags/child_tables_dedup_migration/"
+          "dagRuns/<run_id> with {\"state\": \"failed\"}) and trigger again: it takes the claim over and resumes "
+          "where the ledger says", "dupguard.migration_ledger"),
     Entry("child_tables_dedup_migration", "constraints", "worker killed during the index build",
           "the retried step drops INVALID leftovers (dropped_invalid in its report)",
-          "nothing; if the claim is refused afterwards, wait for the stale claim or see docs/breezeway.md",
+          "nothing: the retry (after the heartbeat timeout and retry_delay) finishes it; if the retry failed too, "
+          "trigger again (see claim refused)", "breezeway child tables", error="unknown"),
+    Entry("child_tables_dedup_migration", "*", "worker killed (task lost, then retried)",
+          "the scheduler failed the try after the heartbeat timeout; the retry resumes: steps the ledger records are "
+          "not redone, a half-done dedup keeps what it committed (removed rows are in the backup) and finishes",
+          "nothing: the run ends green on the retry; if the retry failed too, trigger again (see claim refused)",
           "breezeway child tables", error="unknown"),
     Entry("child_tables_dedup_migration", "preflight", "missing table or column",
           "a configured table or column is missing", "fix the schema or breezeway/config.py; nothing changed",
