@@ -7,7 +7,7 @@ help:
 	@echo "make demo   - embedded PostgreSQL + chDB + Airflow standalone on http://localhost:8080"
 	@echo "make test   - the whole test suite against engines it starts itself"
 	@echo "make bench  - every benchmark under bench/, printed as tables"
-	@echo "make chaos SEED=n - the chaos suite (tests/chaos), seeded, CHAOS_TRIALS killed publishes (default 10)"
+	@echo "make chaos SEED=n - the chaos suite (tests/chaos), seeded, CHAOS_TRIALS trials of each kill (default 10)"
 	@echo "make lock   - re-lock requirements.txt from requirements.in (hashed)"
 
 venv: .venv/.synced

@@ -1,9 +1,11 @@
 """The chaos suite: seeded kills and restarts against the real engines.
 
 ``CHAOS_SEED`` (default 14) seeds every random moment; ``CHAOS_TRIALS`` (default 2, ``make
-chaos``: 10) is the number of killed publishes. Each test records what it did (kill moments,
-what the database showed, what the recovery did) in ``figures``; the session writes them to
-``tests/output/chaos_<seed>.json`` and prints a summary line per trial.
+chaos``: 10) is the number of trials of each seeded kill: killed publishes, killed migrations,
+killed per-minute deletes (``test_scheduler_kills`` kills three tasks under one real scheduler,
+once). Each test records what it did (kill moments, what the database showed, what the recovery
+did) in ``figures``; the session writes them to ``tests/output/chaos_<seed>.json`` and prints a
+summary line per trial.
 """
 from __future__ import annotations
 
