@@ -42,9 +42,10 @@ def plant(conn, table: str, col: str, ids: int, now: datetime, rng: random.Rando
         "INSERT INTO {t} ({k}, insert_time) "
         "SELECT id, CASE WHEN c = 0 THEN (CASE WHEN g %% 10 = 0 THEN NULL "
         "                                      ELSE %(now)s - interval '2 hours' - g * interval '1 microsecond' END) "
-        "                ELSE %(now)s - interval '10 seconds' - (c * %(ids)s + g) * (interval '230 seconds' / "
-        "                     (%(copies)s * %(ids)s + %(ids)s)) END "
-        "FROM (SELECT g, gen_random_uuid() AS id FROM generate_series(1, %(ids)s) g) s, generate_series(0, %(copies)s) c"
+        "                ELSE %(now)s - interval '10 seconds' - (c * %(ids)s::int + g) * (interval '230 seconds' / "
+        "                     (%(copies)s::int * %(ids)s::int + %(ids)s::int)) END "
+        "FROM (SELECT g, gen_random_uuid() AS id FROM generate_series(1, %(ids)s::int) g) s, "
+        "generate_series(0, %(copies)s::int) c"
     ).format(t=t, k=k), {"now": now, "ids": ids, "copies": copies})
 
 
