@@ -234,8 +234,13 @@ def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink):
     assert subjects[0].startswith("[dupguard] LATE dupguard_alert_probe run scheduled__x: "
                                   "still running max_hours=1.5 h after it started at ")
     body = smtp_sink.messages[0].get_body(preferencelist=("plain",)).get_content()
-    assert "Next step:" in body
+    assert "Next step:" in body and "Late runs:   1" in body
     smtp_sink.clear()
+    # a LATE alert's next step is the DAG's <late> runbook entry, never a task's error-kind entry
+    from dupguard.common import runbook
+
+    for dag_id in ("child_tables_dedup_migration", "unified_positions_refresh"):
+        assert runbook.entry(dag_id, "<late>", "unknown").task == "<late>"
 
     assert handle_success({"dag_run": Run(), "ti": Ti("last"), "task": Task()}) == ["<late>"]
     assert _subjects(smtp_sink)[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.<late> after 1 late runs")

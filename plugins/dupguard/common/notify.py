@@ -132,7 +132,7 @@ def compose(send: str, inc: dict[str, Any], url: str) -> dict[str, str]:
         raise ValueError(send)
     lines = [f"dupguard: {lead}", ""]
     facts = [("DAG", dag_id), ("Task", task_id), ("Run", inc.get("latest_run_id")),
-             ("Tables", d.get("tables") or "-"), ("Failed runs", inc.get("failures"))]
+             ("Tables", d.get("tables") or "-"), ("Late runs" if task_id == LATE else "Failed runs", inc.get("failures"))]
     lines += [f"{k + ':':<12} {v}" for k, v in facts]
     if inc.get("new_kinds") and send == "STILL FAILING":
         lines += ["", f"New kinds of error since the last message: {', '.join(inc['new_kinds'])} "
