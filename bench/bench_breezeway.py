@@ -17,7 +17,7 @@ Final size is compared with a fresh load of the same final rows (indexes built a
 
     make bench BENCH_ARGS=breezeway                  # 1/10 scale (about 2 minutes)
     make bench BENCH_ARGS="breezeway --scale full"   # the seed's size, out of the default
-                                                     # run (about 30-40 minutes on 2 cores)
+                                                     # run (about 55 minutes on 2 loaded cores)
 
 (``--scale`` also takes a number; ``BREEZEWAY_BENCH_SCALE`` is the fallback.)
 Targets (issue 13): wall <= 1.5x the naive plan's, peak extra disk <= removed rows + 10%,
