@@ -193,7 +193,7 @@ def test_run_dag_does_not_leak_conf_into_the_next_run():
 
 def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink):
     """The watch a task starts (on_execute_callback) fires at run start + the param's limit; a task
-    starting after the limit fires at once; a second task of the same late run adds nothing; a
+    starting after the limit reports at once; a second task of the same late run adds nothing; a
     task that ended before its timer fired sends nothing; the run's last task succeeding closes it."""
     from datetime import datetime, timedelta, timezone
 
@@ -226,9 +226,9 @@ def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink):
     early.join(2)
     assert not early.is_alive() and _subjects(smtp_sink, wait=0.5) == []
 
-    # past the limit: fires at once, once per run
-    watch.start(ctx("b", 1.5)).join(10)
-    watch.start(ctx("c", 1.5)).join(10)
+    # past the limit when a task starts: reported at once (before the task runs), once per run
+    assert watch.start(ctx("b", 1.5)) is None
+    assert watch.start(ctx("c", 1.5)) is None
     subjects = _subjects(smtp_sink)
     assert len(subjects) == 1, subjects
     assert subjects[0].startswith("[dupguard] LATE dupguard_alert_probe run scheduled__x: "
@@ -244,6 +244,17 @@ def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink):
 
     assert handle_success({"dag_run": Run(), "ti": Ti("last"), "task": Task()}) == ["<late>"]
     assert _subjects(smtp_sink)[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.<late> after 1 late runs")
+    smtp_sink.clear()
+
+    # a task still running when the limit passes: its timer thread reports it
+    Run.run_id = Ti.run_id = "scheduled__y"
+    Run.start_date = datetime.now(timezone.utc) - timedelta(hours=1.5) + timedelta(seconds=1)
+    timer = watch.start(ctx("long", 1.5))
+    assert timer is not None
+    timer.join(15)
+    subjects = _subjects(smtp_sink)
+    assert len(subjects) == 1 and subjects[0].startswith("[dupguard] LATE dupguard_alert_probe run scheduled__y: "), subjects
+    assert "(task long running)" in subjects[0]
 
 
 def test_daily_health_report_lists_open_incidents(smtp_sink):

@@ -8,7 +8,9 @@ when the DAG is parsed, so a per-run ``max_hours`` param cannot drive them.
 So the watch lives in the task processes: every task of a watched DAG starts a timer
 (``on_execute_callback``) that fires at run start + the run's limit (a param) while that task
 still runs, and its own success/failure callback stops it. A task that starts after the limit
-has passed (the run waited for a pool slot or a worker) fires at once. The alert is a LATE
+has passed (the run waited for a pool slot or a worker) reports at once, before it runs. Under
+``dag.test()`` / ``airflow dags test`` only that start-of-task check runs (their in-process
+supervisor cannot be used from a timer thread). The alert is a LATE
 incident of ``(dag_id, "<late>")``: one message per late run, counted and reminded like the
 others, closed (RECOVERED) by the run's last task succeeding. What it cannot see: a run in
 which no task is running at all (every task queued with no worker); ``dedup_health_daily``
@@ -23,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_TIMERS: dict[tuple[str, str, str], threading.Timer] = {}
+_TIMERS: dict[tuple[str, str, str], threading.Timer | None] = {}
 _LOCK = threading.Lock()
 
 
@@ -78,8 +80,9 @@ class LateWatch:
 
         def fire() -> None:
             with _LOCK:
-                if _TIMERS.pop(key, None) is None:
+                if key not in _TIMERS:
                     return  # stopped meanwhile
+                _TIMERS.pop(key)
             try:
                 from dupguard.common.notify import handle_late
 
@@ -87,6 +90,14 @@ class LateWatch:
             except Exception:  # noqa: BLE001
                 log.exception("dupguard deadline watch: LATE alert failed")
 
+        if delay <= 0:  # the run is already late when this task starts: say so now, in this thread
+            with _LOCK:
+                _TIMERS[key] = None  # type: ignore[assignment]
+            fire()
+            return None
+        if _in_process_comms():
+            log.info("dupguard deadline watch: in-process test run; the limit is checked at each task's start only")
+            return None
         timer = threading.Timer(delay, fire)
         timer.daemon = True
         with _LOCK:
@@ -101,6 +112,15 @@ class LateWatch:
     def _shown(self, limit: timedelta) -> str:
         value = limit.total_seconds() / self.unit
         return f"{value:g}" + {3600: " h", 60: " min"}.get(int(self.unit), " s")
+
+
+def _in_process_comms() -> bool:
+    """True under ``dag.test()`` / ``airflow dags test``, whose in-process supervisor comms swap a
+    module global on every request and so must not be used from a second thread (the real
+    supervisor's comms take a lock, and a timer thread may use them)."""
+    from airflow.sdk.execution_time import task_runner
+
+    return type(getattr(task_runner, "SUPERVISOR_COMMS", None)).__name__ == "InProcessSupervisorComms"
 
 
 def stop(context: dict[str, Any]) -> None:
