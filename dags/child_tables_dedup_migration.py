@@ -14,7 +14,7 @@ triggered again (the `dupguard.migration_ledger` row tells where it stopped).
 columns exist; rows, distinct keys, duplicates, NULL-key rows, size per table) -> backup
 -> dedup (keep the oldest `created_at`, ties by smallest `id`, NULL `created_at` newest;
 NULL keys untouched; copy-swap or short id-range batches) -> reclaim (online copy +
-millisecond TRUNCATE/reload swap, or VACUUM) -> constraints (`CREATE UNIQUE INDEX
+short TRUNCATE/reload swap, or VACUUM) -> constraints (`CREATE UNIQUE INDEX
 CONCURRENTLY` + `ADD CONSTRAINT USING INDEX`, bounded clean-and-retry) -> quality_gate -> finish.
 
 **Gate:** zero duplicate keys; six valid constraints; every key of the preflight snapshot
@@ -86,7 +86,7 @@ def child_tables_dedup_migration():
     @task
     def dedup(params=None, run_id=None):
         """Keep one row per natural key (oldest created_at, then smallest id; NULL created_at
-        newest); heavily duplicated tables by copy-swap (millisecond exclusive lock), others by
+        newest); heavily duplicated tables by copy-swap (exclusive lock of 0.1-0.3 s), others by
         id-range transactions with row locks only; NULL keys untouched."""
         from dupguard.breezeway import tasks
 
@@ -95,7 +95,7 @@ def child_tables_dedup_migration():
     @task
     def reclaim(params=None, run_id=None):
         """Give the removed rows' space back to the OS: copy the live rows online, then swap
-        under ACCESS EXCLUSIVE for milliseconds (TRUNCATE + reload; lock_timeout 1 s, retried).
+        under ACCESS EXCLUSIVE for 0.1-0.3 s (TRUNCATE + reload; lock_timeout 100 ms, retried).
         Lightly deduplicated tables get a plain VACUUM; copy-swapped ones need nothing."""
         from dupguard.breezeway import tasks
 

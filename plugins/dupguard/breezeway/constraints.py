@@ -35,7 +35,8 @@ def _warn_dropped(t: ChildTable, dropped: list[str]) -> list[str]:
     """A killed CREATE UNIQUE INDEX CONCURRENTLY leaves an INVALID unique index that still
     rejects writers' new rows: each one dropped is a warning line and in the step's report."""
     if dropped:
-        log.warning("%s: dropped INVALID index(es) %s on the natural key (a killed or failed build's leftover)",
+        log.warning("%s: dropped INVALID index(es) %s on the natural key (left by a build that was killed, or that "
+                    "failed on a duplicate a writer added meanwhile and is retried)",
                     t.qualified, dropped)
     return dropped
 
