@@ -10,6 +10,7 @@ keep rule's row kept, no INVALID index.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import threading
@@ -150,44 +151,61 @@ def _assert_key_columns() -> None:
 _assert_key_columns()
 
 
-class EtlWriter(threading.Thread):
+class Writer(threading.Thread):
+    """A writer that keeps inserting while a workflow runs (and is killed): ``write(conn, n)`` is one
+    insert; an ``OperationalError`` (a lock, a restart) is retried later as a client would, any
+    other error is kept in ``errors`` for the test. ``halt()`` stops it."""
+
+    APP = "chaos-writer"
+    PAUSE_S = 0.01
+
+    def __init__(self, dsn: str, seed: int):
+        super().__init__(daemon=True)
+        self.dsn, self.seed, self.rng = dsn, seed, random.Random(seed)
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+
+    def write(self, conn, n: int) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True, application_name=self.APP) as c:
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                try:
+                    self.write(c, n)
+                except psycopg.OperationalError:
+                    time.sleep(0.05)
+                except Exception as exc:  # noqa: BLE001 - reported by the test
+                    self.errors.append(str(exc))
+                time.sleep(self.PAUSE_S)
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.join(30)
+
+
+class EtlWriter(Writer):
     """The old ETL statement (``INSERT ... ON CONFLICT DO NOTHING``, no conflict target) into
     ``task_requirements`` while the migration runs: copies of existing keys and new keys.
     ``rows``: every row it inserted (``RETURNING *``), by table and id."""
 
     TABLE = "task_requirements"
+    APP = "chaos-etl"
+    PAUSE_S = 0.03
 
     def __init__(self, dsn: str, existing: list[tuple], seed: int):
-        super().__init__(daemon=True)
-        self.dsn, self.existing, self.seed = dsn, existing, seed
-        self.stop = threading.Event()
+        super().__init__(dsn, seed)
+        self.existing = existing
         self.rows: dict[str, dict[int, tuple]] = {self.TABLE: {}}
-        self.errors: list[str] = []
 
-    def run(self) -> None:
-        import random
-
-        rnd = random.Random(self.seed)
-        with psycopg.connect(self.dsn, autocommit=True, application_name="chaos-etl") as c:
-            n = 0
-            while not self.stop.is_set():
-                n += 1
-                # a copy of an existing key every 4th write: at this rate the constraints step's clean-and-retry
-                # wins on a loaded machine (a faster duplicating ETL exhausts its attempts: the runbook entry
-                # "build failed after every attempt")
-                key = rnd.choice(self.existing) if n % 4 == 0 else (1 + n % 40, 700_000 + self.seed % 1000 * 1000 + n)
-                try:
-                    row = c.execute("INSERT INTO breezeway.task_requirements (task_pk, requirement_id, name, created_at) "
-                                    "VALUES (%s, %s, 'etl writer', now()) ON CONFLICT DO NOTHING RETURNING *",
-                                    key).fetchone()
-                    if row:
-                        self.rows[self.TABLE][row[0]] = tuple(row)
-                except psycopg.OperationalError:   # a swap's exclusive lock, a restart: the ETL retries later
-                    time.sleep(0.05)
-                except Exception as exc:  # noqa: BLE001 - reported by the test
-                    self.errors.append(str(exc))
-                time.sleep(0.03)
-
-    def halt(self) -> None:
-        self.stop.set()
-        self.join(30)
+    def write(self, conn, n: int) -> None:
+        # a copy of an existing key every 4th write: at this rate the constraints step's clean-and-retry
+        # wins on a loaded machine (a faster duplicating ETL exhausts its attempts: the runbook entry
+        # "build failed after every attempt")
+        key = self.rng.choice(self.existing) if n % 4 == 0 else (1 + n % 40, 700_000 + self.seed % 1000 * 1000 + n)
+        row = conn.execute("INSERT INTO breezeway.task_requirements (task_pk, requirement_id, name, created_at) "
+                           "VALUES (%s, %s, 'etl writer', now()) ON CONFLICT DO NOTHING RETURNING *", key).fetchone()
+        if row:
+            self.rows[self.TABLE][row[0]] = tuple(row)

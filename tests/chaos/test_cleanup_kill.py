@@ -10,7 +10,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -23,7 +22,7 @@ from psycopg import sql
 from dupguard.common import settings
 from dupguard.telemetry import config
 from tests.chaos.conftest import TRIALS
-from tests.chaos.invariants import backends, kill_group, wait_backends_gone, wait_until
+from tests.chaos.invariants import Writer, backends, kill_group, wait_backends_gone, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG = "blocks_duplicate_cleanup"
@@ -58,34 +57,22 @@ def rows_by_id(conn, table: str, col: str) -> dict[uuid.UUID, list]:
     return out
 
 
-class RetryWriter(threading.Thread):
+class RetryWriter(Writer):
     """The ingestion's HTTP retries: copies of existing ids (and new ids), timed in the window."""
 
     def __init__(self, dsn: str, ids: dict[str, list], now: datetime, seed: int):
-        super().__init__(daemon=True)
-        self.dsn, self.ids, self.now, self.rng = dsn, ids, now, random.Random(seed)
-        self.stop = threading.Event()
+        super().__init__(dsn, seed)
+        self.ids, self.now = ids, now
         self.rows: dict[str, list[tuple]] = {key: [] for key in TABLES}
-        self.errors: list[str] = []
 
-    def run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True, application_name="chaos-writer") as c:
-            while not self.stop.is_set():
-                key = self.rng.choice(sorted(TABLES))
-                table, col = TABLES[key]
-                rid = self.rng.choice(self.ids[key]) if self.rng.random() < 0.7 else uuid.uuid4()
-                ts = self.now - timedelta(seconds=10 + self.rng.uniform(0, 220))
-                try:
-                    c.execute(sql.SQL("INSERT INTO {} ({}, insert_time) VALUES (%s, %s)").format(
-                        sql.Identifier(table), sql.Identifier(col)), (rid, ts))
-                    self.rows[key].append((rid, ts))
-                except Exception as exc:  # noqa: BLE001 - reported by the test
-                    self.errors.append(str(exc))
-                time.sleep(0.01)
-
-    def halt(self) -> None:
-        self.stop.set()
-        self.join(30)
+    def write(self, conn, n: int) -> None:
+        key = self.rng.choice(sorted(TABLES))
+        table, col = TABLES[key]
+        rid = self.rng.choice(self.ids[key]) if self.rng.random() < 0.7 else uuid.uuid4()
+        ts = self.now - timedelta(seconds=10 + self.rng.uniform(0, 220))
+        conn.execute(sql.SQL("INSERT INTO {} ({}, insert_time) VALUES (%s, %s)").format(
+            sql.Identifier(table), sql.Identifier(col)), (rid, ts))
+        self.rows[key].append((rid, ts))
 
 
 def keeper(times: list) -> object:

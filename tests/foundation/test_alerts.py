@@ -240,7 +240,7 @@ def test_late_run_sends_one_late_alert_and_recovers_with_the_run(smtp_sink):
     from dupguard.common import runbook
 
     for dag_id in ("child_tables_dedup_migration", "unified_positions_refresh"):
-        assert runbook.entry(dag_id, "<late>", "unknown").task == "<late>"
+        assert runbook.entry(dag_id, "<late>", "late").task == "<late>"
 
     assert handle_success({"dag_run": Run(), "ti": Ti("last"), "task": Task()}) == ["<late>"]
     assert _subjects(smtp_sink)[0].startswith("[dupguard] RECOVERED dupguard_alert_probe.<late> after 1 late runs")

@@ -25,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_TIMERS: dict[tuple[str, str, str], threading.Timer | None] = {}
+_TIMERS: dict[tuple[str, str, str], threading.Timer] = {}
 _LOCK = threading.Lock()
 
 
@@ -78,11 +78,7 @@ class LateWatch:
         dag_id, run_id, task_id = key
         what = f"still running {self.param}={self._shown(limit)} after it started at {started:%Y-%m-%d %H:%M:%S} UTC"
 
-        def fire() -> None:
-            with _LOCK:
-                if key not in _TIMERS:
-                    return  # stopped meanwhile
-                _TIMERS.pop(key)
+        def report() -> None:
             try:
                 from dupguard.common.notify import handle_late
 
@@ -90,10 +86,14 @@ class LateWatch:
             except Exception:  # noqa: BLE001
                 log.exception("dupguard deadline watch: LATE alert failed")
 
-        if delay <= 0:  # the run is already late when this task starts: say so now, in this thread
+        def fire() -> None:
             with _LOCK:
-                _TIMERS[key] = None  # type: ignore[assignment]
-            fire()
+                if _TIMERS.pop(key, None) is None:
+                    return  # the task ended (stop()) meanwhile
+            report()
+
+        if delay <= 0:  # the run is already late when this task starts: say so now, in this thread
+            report()
             return None
         if _in_process_comms():
             log.info("dupguard deadline watch: in-process test run; the limit is checked at each task's start only")

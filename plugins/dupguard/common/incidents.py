@@ -91,12 +91,15 @@ def _parse(s: str) -> datetime:
 
 
 def on_failure(store: Store, *, dag_id: str, task_id: str, run_id: str, error: str, kind: str,
-               now: datetime, details: dict[str, Any] | None = None) -> Decision:
+               now: datetime, details: dict[str, Any] | None = None, once_per_run: bool = False) -> Decision:
     """Record a failure; decide whether it opens an incident (FAILED), is due a reminder
-    (STILL FAILING) or is only counted."""
+    (STILL FAILING) or is only counted. ``once_per_run``: a second report from the run the open
+    incident already counted (a late run seen by two of its tasks) changes nothing."""
     k = key(dag_id, task_id)
     inc = store.get(k)
     details = details or {}
+    if once_per_run and inc is not None and inc.get("latest_run_id") == run_id:
+        return Decision(None, dict(inc))
     if inc is None:
         inc = {"dag_id": dag_id, "task_id": task_id, "opened_at": _iso(now), "first_run_id": run_id,
                "failures": 1, "last_failure_at": _iso(now), "last_notified_at": _iso(now), "kind": kind,

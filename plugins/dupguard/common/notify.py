@@ -75,13 +75,18 @@ def expectation_words(f: dict[str, Any]) -> str:
     return text + (f" ({f['reason']})" if f.get("reason") else "")
 
 
-def describe_failure(exception: Any, dag_id: str, task_id: str) -> dict[str, Any]:
+def describe_failure(exception: Any, dag_id: str, task_id: str, *, error: str | None = None,
+                     kind: str | None = None) -> dict[str, Any]:
     """Error text, its kind (exception class, and the gate's name), the tables concerned, the
-    failed expectations in words, offending keys and the Data Docs link."""
+    failed expectations in words, offending keys and the Data Docs link. A run-level alert (a run
+    failed without a failed task, a late run) has no exception: it gives its ``error`` and ``kind``,
+    so the runbook's next step is looked up by that kind."""
     from dupguard.common.gate import GateError, GateFailed
 
     out: dict[str, Any] = {"expectations": [], "offending": [], "data_docs": None}
-    if exception is None:
+    if error is not None:
+        out.update(error=error, kind=kind or "error")
+    elif exception is None:
         out.update(error="task failed with no exception recorded: its worker was probably killed or lost "
                          "(heartbeat timeout)", kind="unknown")
     elif isinstance(exception, BaseException):
@@ -239,8 +244,8 @@ def handle_failure(context: dict[str, Any], store: incidents.Store | None = None
         return None
     task_id = RUN if is_dag_callback else (getattr(ti, "task_id", None) or "?")
     if is_dag_callback:
-        details = describe_failure(None, dag_id, task_id)
-        details.update(error=f"run failed: {context.get('reason')}", kind=f"run:{context.get('reason')}")
+        details = describe_failure(None, dag_id, task_id, error=f"run failed: {context.get('reason')}",
+                                   kind=f"run:{context.get('reason')}")
         url = log_url(dag_id, run_id, None)
     else:
         details = describe_failure(context.get("exception"), dag_id, task_id)
@@ -249,12 +254,14 @@ def handle_failure(context: dict[str, Any], store: incidents.Store | None = None
     return _record_and_send(store, dag_id, task_id, run_id, details, now, url)
 
 
-def _record_and_send(store, dag_id, task_id, run_id, details, now, url, first: str = "FAILED") -> str | None:
+def _record_and_send(store, dag_id, task_id, run_id, details, now, url, first: str = "FAILED",
+                     once_per_run: bool = False) -> str | None:
     now = now or datetime.now(timezone.utc)
     try:
         decision = incidents.on_failure(store or incidents.VariableStore(), dag_id=dag_id, task_id=task_id,
                                         run_id=run_id, error=details["error"], kind=details["kind"], now=now,
-                                        details={k: v for k, v in details.items() if k not in ("error", "kind")})
+                                        details={k: v for k, v in details.items() if k not in ("error", "kind")},
+                                        once_per_run=once_per_run)
     except Exception:  # noqa: BLE001 - no incident state: alert anyway rather than stay silent
         log.exception("dupguard alert: incident state unavailable; alerting without it")
         decision = incidents.Decision("FAILED", {
@@ -297,18 +304,9 @@ def handle_late(dag_id: str, run_id: str, what: str, store: incidents.Store | No
                 now: datetime | None = None) -> str | None:
     """A run past its limit (:mod:`dupguard.common.deadline`): a LATE incident (``<late>``), opened
     and closed like the others. Once per run: a second task of the same late run adds nothing."""
-    store = store or incidents.VariableStore()
-    try:
-        open_inc = store.get(incidents.key(dag_id, LATE))
-    except Exception:  # noqa: BLE001 - no state: alert anyway
-        open_inc = None
-    if open_inc and open_inc.get("latest_run_id") == run_id:
-        log.info("dupguard alert: %s run %s already reported LATE", dag_id, run_id)
-        return None
-    details = describe_failure(None, dag_id, LATE)
-    details.update(error=what, kind="late")
+    details = describe_failure(None, dag_id, LATE, error=what, kind="late")
     url = log_url(dag_id, run_id, None)
-    return _record_and_send(store, dag_id, LATE, run_id, details, now, url, first="LATE")
+    return _record_and_send(store, dag_id, LATE, run_id, details, now, url, first="LATE", once_per_run=True)
 
 
 class DupguardNotifier(BaseNotifier):

@@ -144,8 +144,6 @@ def entry(dag_id: str, task_id: str, kind: str = "") -> Entry:
     ``kind`` (its exception class): the first matching entry made for that kind, else the first
     matching entry made for any kind."""
     matching = [e for e in ENTRIES if e.dag_id == dag_id and fnmatch.fnmatchcase(task_id, e.task)]
-    if task_id.startswith("<"):  # a run-level alert: its own entry, never a task's error-kind entry
-        matching = [e for e in matching if e.task == task_id] or [e for e in matching if not e.error]
     for e in matching:
         if e.error and kind.startswith(e.error):
             return e
