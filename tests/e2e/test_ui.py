@@ -216,6 +216,7 @@ def test_every_dag_triggers_from_its_form_with_the_defaults(api, workflows, brow
         if unpause and unpause[0].get_attribute("data-state") == "checked":
             unpause[0].click()
         submit = dialog.find_element(By.XPATH, ".//button[normalize-space()='Trigger']")
+        browser.save_screenshot(str(output_dir / f"ui_trigger_form_{dag_id}.png"))
         if not submit.is_enabled():
             browser.save_screenshot(str(output_dir / f"ui_trigger_refused_{dag_id}.png"))
             refused[dag_id] = "the Trigger button is disabled with the defaults"
